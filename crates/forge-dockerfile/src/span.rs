@@ -13,8 +13,9 @@ pub struct Pos {
     pub offset: usize,
 }
 
-/// A half-open range `[start, end)` of the source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+/// A half-open range `[start, end)` of the source. Serialised compactly as
+/// `"LINE:COL-LINE:COL"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Span {
     pub start: Pos,
     pub end: Pos,
@@ -27,7 +28,19 @@ impl Span {
 
     /// An empty span at `pos`.
     pub fn at(pos: Pos) -> Self {
-        Span { start: pos, end: pos }
+        Span {
+            start: pos,
+            end: pos,
+        }
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!(
+            "{}:{}-{}:{}",
+            self.start.line, self.start.column, self.end.line, self.end.column
+        ))
     }
 }
 
