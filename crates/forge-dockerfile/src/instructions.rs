@@ -696,10 +696,10 @@ where
 }
 
 /// Gives every node of `ast` its type and groups them into stages.
-pub fn lower(ast: &Ast) -> Result<Dockerfile> {
+pub fn lower(ast: Ast) -> Result<Dockerfile> {
     let mut meta_args = Vec::new();
     let mut stages: Vec<Stage> = Vec::new();
-    for node in &ast.nodes {
+    for node in ast.nodes {
         let inst = instruction(node)?;
         match (&inst.kind, stages.last_mut()) {
             (InstructionKind::From(_), _) => stages.push(Stage {
@@ -717,22 +717,23 @@ pub fn lower(ast: &Ast) -> Result<Dockerfile> {
         }
     }
     Ok(Dockerfile {
-        directives: ast.directives.clone(),
+        directives: ast.directives,
         escape: ast.escape,
         meta_args,
         stages,
-        warnings: ast.warnings.clone(),
+        warnings: ast.warnings,
     })
 }
 
 /// Types one node.
-pub fn instruction(node: &Node) -> Result<Instruction> {
+pub fn instruction(mut node: Node) -> Result<Instruction> {
     let name = node.name();
     let kw_span = node.keyword.span;
     let err = at::<InstructionError>(node.span);
-    let args = &node.args;
+    let args = std::mem::take(&mut node.args);
+    let given_flags = std::mem::take(&mut node.flags);
     let flags_for = |spec| {
-        Flags::parse(&node.flags, spec, &name).map_err(|e| SpannedError {
+        Flags::parse(&given_flags, spec, &name).map_err(|e| SpannedError {
             error: e.value.into(),
             span: e.span,
         })
@@ -802,7 +803,7 @@ pub fn instruction(node: &Node) -> Result<Instruction> {
                 )),
             };
             InstructionKind::Run(Run {
-                command: command_line(node),
+                command: command_line(args, &mut node),
                 mounts,
                 network,
                 security,
@@ -810,11 +811,11 @@ pub fn instruction(node: &Node) -> Result<Instruction> {
         }
         "cmd" => {
             flags_for(flags::NONE)?;
-            InstructionKind::Cmd(command_line(node))
+            InstructionKind::Cmd(command_line(args, &mut node))
         }
         "entrypoint" => {
             flags_for(flags::NONE)?;
-            InstructionKind::Entrypoint(command_line(node))
+            InstructionKind::Entrypoint(command_line(args, &mut node))
         }
         "shell" => {
             flags_for(flags::NONE)?;
@@ -824,7 +825,7 @@ pub fn instruction(node: &Node) -> Result<Instruction> {
             if !node.json {
                 return Err(err(InstructionError::ShellNotJson));
             }
-            InstructionKind::Shell(args.clone())
+            InstructionKind::Shell(args)
         }
         "env" | "label" => {
             flags_for(flags::NONE)?;
@@ -856,19 +857,19 @@ pub fn instruction(node: &Node) -> Result<Instruction> {
         }
         "maintainer" => {
             flags_for(flags::NONE)?;
-            InstructionKind::Maintainer(exactly_one(node, "MAINTAINER")?)
+            InstructionKind::Maintainer(exactly_one(args, node.span, "MAINTAINER")?)
         }
         "expose" => {
             flags_for(flags::NONE)?;
             if args.is_empty() {
                 return Err(err(InstructionError::AtLeastOne("EXPOSE")));
             }
-            InstructionKind::Expose(args.clone())
+            InstructionKind::Expose(args)
         }
         "add" => {
             let flags = flags_for(flags::ADD)?;
             InstructionKind::Add(Add {
-                sources: sources(node, &flags, "ADD")?,
+                sources: sources(args, &mut node, &flags, "ADD")?,
                 checksum: flags.string("checksum"),
                 keep_git_dir: flags.bool("keep-git-dir").unwrap_or(false),
                 unpack: flags.bool("unpack"),
@@ -877,7 +878,7 @@ pub fn instruction(node: &Node) -> Result<Instruction> {
         "copy" => {
             let flags = flags_for(flags::COPY)?;
             InstructionKind::Copy(Copy {
-                sources: sources(node, &flags, "COPY")?,
+                sources: sources(args, &mut node, &flags, "COPY")?,
                 from: flags.string("from"),
                 parents: flags.bool("parents").unwrap_or(false),
             })
@@ -904,15 +905,15 @@ pub fn instruction(node: &Node) -> Result<Instruction> {
         }
         "user" => {
             flags_for(flags::NONE)?;
-            InstructionKind::User(exactly_one(node, "USER")?)
+            InstructionKind::User(exactly_one(args, node.span, "USER")?)
         }
         "workdir" => {
             flags_for(flags::NONE)?;
-            InstructionKind::Workdir(exactly_one(node, "WORKDIR")?)
+            InstructionKind::Workdir(exactly_one(args, node.span, "WORKDIR")?)
         }
         "stopsignal" => {
             flags_for(flags::NONE)?;
-            InstructionKind::Stopsignal(exactly_one(node, "STOPSIGNAL")?)
+            InstructionKind::Stopsignal(exactly_one(args, node.span, "STOPSIGNAL")?)
         }
         "arg" => {
             flags_for(flags::NONE)?;
@@ -945,7 +946,7 @@ pub fn instruction(node: &Node) -> Result<Instruction> {
         }
         "onbuild" => {
             flags_for(flags::NONE)?;
-            let Some(inner) = &node.onbuild else {
+            let Some(inner) = node.onbuild.take() else {
                 return Err(err(InstructionError::AtLeastOne("ONBUILD")));
             };
             match inner.name().as_str() {
@@ -957,9 +958,9 @@ pub fn instruction(node: &Node) -> Result<Instruction> {
                 }
                 _ => {}
             }
-            let mut trigger_node = (**inner).clone();
+            let mut trigger_node = *inner;
             trigger_node.heredocs = node.heredocs.clone();
-            let trigger = instruction(&trigger_node)?;
+            let trigger = instruction(trigger_node)?;
             let mut expression = strip_onbuild(&node.original).to_string();
             for h in &node.heredocs {
                 expression.push('\n');
@@ -1045,11 +1046,11 @@ pub fn instruction(node: &Node) -> Result<Instruction> {
         }
     };
     Ok(Instruction {
-        keyword: node.keyword.clone(),
+        keyword: node.keyword,
         kind,
         span: node.span,
-        original: node.original.clone(),
-        comments: node.comments.clone(),
+        original: node.original,
+        comments: node.comments,
     })
 }
 
@@ -1084,34 +1085,48 @@ fn strip_onbuild(original: &str) -> &str {
     }
 }
 
-fn exactly_one(node: &Node, upper: &'static str) -> Result<Spanned<String>> {
-    match node.args.as_slice() {
-        [one] => Ok(one.clone()),
+fn exactly_one(
+    args: Vec<Spanned<String>>,
+    span: Span,
+    upper: &'static str,
+) -> Result<Spanned<String>> {
+    let count = args.len();
+    match args.into_iter().next() {
+        Some(one) if count == 1 => Ok(one),
         _ => Err(SpannedError {
             error: InstructionError::ExactlyOne(upper),
-            span: node.span,
+            span,
         }),
     }
 }
 
-fn command_line(node: &Node) -> CommandLine {
+fn command_line(args: Vec<Spanned<String>>, node: &mut Node) -> CommandLine {
     CommandLine {
-        args: node.args.clone(),
+        args,
         json: node.json,
-        heredocs: node.heredocs.clone(),
+        heredocs: std::mem::take(&mut node.heredocs),
     }
 }
 
-fn sources(node: &Node, flags: &Flags, upper: &'static str) -> Result<Sources> {
-    let args = &node.args;
+fn sources(
+    mut args: Vec<Spanned<String>>,
+    node: &mut Node,
+    flags: &Flags,
+    upper: &'static str,
+) -> Result<Sources> {
     if args.len() < 2 {
         return Err(SpannedError {
             error: InstructionError::NoDestination(upper),
             span: node.span,
         });
     }
-    let (srcs, dest) = args.split_at(args.len() - 1);
-    let dest = dest[0].clone();
+    let Some(dest) = args.pop() else {
+        return Err(SpannedError {
+            error: InstructionError::NoDestination(upper),
+            span: node.span,
+        });
+    };
+    let srcs = args;
     let is_heredoc = |s: &str| !node.json && heredoc_name(s).is_some();
     if is_heredoc(&dest.value) {
         return Err(SpannedError {
@@ -1128,7 +1143,7 @@ fn sources(node: &Node, flags: &Flags, upper: &'static str) -> Result<Sources> {
                     heredocs.push(h.clone());
                 }
             }
-            None => paths.push(src.clone()),
+            None => paths.push(src),
         }
     }
     Ok(Sources {

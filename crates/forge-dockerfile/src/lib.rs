@@ -39,5 +39,5 @@ pub use span::{Pos, Span, Spanned};
 /// Parses and types a Dockerfile in one go; the first error as a diagnostic.
 pub fn parse_dockerfile(input: &[u8]) -> Result<Dockerfile, Diagnostic> {
     let ast = parse(input)?;
-    Ok(instructions::lower(&ast)?)
+    Ok(instructions::lower(ast)?)
 }

@@ -88,15 +88,27 @@ fn is_comment(line: &str) -> bool {
 struct SourceMap<'a> {
     source: &'a str,
     line_starts: Vec<usize>,
+    /// Per line: all ASCII, so a column is a byte difference (the common case;
+    /// counting characters for every span was a tenth of parse time).
+    line_ascii: Vec<bool>,
 }
 
 impl<'a> SourceMap<'a> {
     fn new(source: &'a str) -> Self {
         let mut line_starts = vec![if source.starts_with('\u{feff}') { 3 } else { 0 }];
-        line_starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
+        line_starts.extend(memchr_newlines(source));
+        let line_ascii = line_starts
+            .iter()
+            .enumerate()
+            .map(|(i, &start)| {
+                let end = line_starts.get(i + 1).copied().unwrap_or(source.len());
+                source.as_bytes()[start.min(end)..end].is_ascii()
+            })
+            .collect();
         SourceMap {
             source,
             line_starts,
+            line_ascii,
         }
     }
 
@@ -105,12 +117,19 @@ impl<'a> SourceMap<'a> {
             Ok(i) => i,
             Err(i) => i.saturating_sub(1),
         };
+        self.pos_on_line(offset, idx)
+    }
+
+    /// `pos` when the line index is already known (no search).
+    fn pos_on_line(&self, offset: usize, idx: usize) -> Pos {
         let start = self.line_starts[idx].min(offset);
-        let column = self
-            .source
-            .get(start..offset)
-            .map_or(0, |s| s.chars().count())
-            + 1;
+        let column = if self.line_ascii[idx] {
+            offset - start
+        } else {
+            self.source
+                .get(start..offset)
+                .map_or(0, |s| s.chars().count())
+        } + 1;
         Pos {
             line: idx as u32 + 1,
             column: column as u32,
@@ -120,10 +139,18 @@ impl<'a> SourceMap<'a> {
 
     /// The position just after the last character of the line holding `offset`
     /// (line ending excluded).
-    fn end_of_line(&self, offset: usize) -> Pos {
-        let line = self.source[offset..].split('\n').next().unwrap_or("");
-        self.pos(offset + trim_newline(line).len())
+    fn end_of_line(&self, line: PhysLine<'_>) -> Pos {
+        self.pos_on_line(line.start + trim_newline(line.text).len(), line.index)
     }
+}
+
+/// Offsets just past each `\n`.
+fn memchr_newlines(source: &str) -> impl Iterator<Item = usize> + '_ {
+    source
+        .bytes()
+        .enumerate()
+        .filter(|&(_, b)| b == b'\n')
+        .map(|(i, _)| i + 1)
 }
 
 /// One physical line: its text (line ending included) and where it starts.
@@ -131,43 +158,49 @@ impl<'a> SourceMap<'a> {
 struct PhysLine<'a> {
     text: &'a str,
     start: usize,
+    /// 0-based line number.
+    index: usize,
 }
 
 /// A joined logical line and, for each piece, where it came from.
 #[derive(Default)]
 struct LogicalLine {
     text: String,
-    /// (offset in `text`, offset in the source), sorted by the first.
-    pieces: Vec<(usize, usize)>,
+    /// (offset in `text`, offset in the source, source line index), sorted
+    /// by the first. A piece never spans lines.
+    pieces: Vec<(usize, usize, usize)>,
 }
 
 impl LogicalLine {
-    fn push(&mut self, piece: &str, source_offset: usize) {
+    fn push(&mut self, piece: &str, source_offset: usize, line: usize) {
         if piece.is_empty() {
             return;
         }
-        self.pieces.push((self.text.len(), source_offset));
+        self.pieces.push((self.text.len(), source_offset, line));
         self.text.push_str(piece);
     }
 
-    /// Source offset of the character starting at `at`.
-    fn source_start(&self, at: usize) -> usize {
-        let i = self.pieces.partition_point(|&(l, _)| l <= at);
-        match i.checked_sub(1).map(|i| self.pieces[i]) {
-            Some((l, s)) => s + (at - l),
-            None => self.pieces.first().map_or(0, |&(_, s)| s),
+    /// Source position of the character starting at `at`.
+    fn start_pos(&self, map: &SourceMap<'_>, at: usize) -> Pos {
+        let i = self.pieces.partition_point(|&(l, _, _)| l <= at);
+        match i.checked_sub(1).or((!self.pieces.is_empty()).then_some(0)) {
+            Some(i) => {
+                let (l, s, line) = self.pieces[i];
+                map.pos_on_line(s + at.saturating_sub(l), line)
+            }
+            None => map.pos(0),
         }
     }
 
-    /// Source offset just past the character ending at `at`.
-    fn source_end(&self, at: usize) -> usize {
-        if at == 0 {
-            return self.source_start(0);
-        }
-        let i = self.pieces.partition_point(|&(l, _)| l < at);
-        match i.checked_sub(1).map(|i| self.pieces[i]) {
-            Some((l, s)) => s + (at - l),
-            None => self.source_start(at),
+    /// Source position just past the character ending at `at`.
+    fn end_pos(&self, map: &SourceMap<'_>, at: usize) -> Pos {
+        let i = self.pieces.partition_point(|&(l, _, _)| l < at);
+        match i.checked_sub(1) {
+            Some(i) if at > 0 => {
+                let (l, s, line) = self.pieces[i];
+                map.pos_on_line(s + (at - l), line)
+            }
+            _ => self.start_pos(map, at),
         }
     }
 }
@@ -213,8 +246,8 @@ impl<'a> Parser<'a> {
     fn new(source: &'a str) -> Self {
         let mut lines = Vec::new();
         let mut start = 0;
-        for text in source.split_inclusive('\n') {
-            lines.push(PhysLine { text, start });
+        for (index, text) in source.split_inclusive('\n').enumerate() {
+            lines.push(PhysLine { text, start, index });
             start += text.len();
         }
         if let Some(first) = lines.first_mut() {
@@ -240,7 +273,10 @@ impl<'a> Parser<'a> {
     }
 
     fn line_span(&self, line: PhysLine<'_>) -> Span {
-        Span::new(self.map.pos(line.start), self.map.end_of_line(line.start))
+        Span::new(
+            self.map.pos_on_line(line.start, line.index),
+            self.map.end_of_line(line),
+        )
     }
 
     /// BuildKit's processLine: trims the line ending (and leading space when
@@ -330,7 +366,7 @@ impl<'a> Parser<'a> {
                 continue;
             }
             let mut logical = LogicalLine::default();
-            logical.push(kept, start);
+            logical.push(kept, start, first.index);
             let mut last = first;
             let mut empty_continuation = false;
             while !end_of_line {
@@ -346,24 +382,25 @@ impl<'a> Parser<'a> {
                 }
                 let (kept, end) = self.trim_continuation(text);
                 end_of_line = end;
-                logical.push(kept, start);
+                logical.push(kept, start, line.index);
             }
-            let instruction_start = self.map.pos(logical.source_start(
+            let instruction_start = logical.start_pos(
+                &self.map,
                 logical.text.len() - logical.text.trim_start_matches(is_space).len(),
-            ));
+            );
             let line_error = |this: &Self, last: PhysLine<'_>, e: LineError| {
                 let span = match e.range {
                     Some((s, t)) => Span::new(
-                        this.map.pos(logical.source_start(s)),
-                        this.map.pos(logical.source_end(t)),
+                        logical.start_pos(&this.map, s),
+                        logical.end_pos(&this.map, t),
                     ),
-                    None => Span::new(instruction_start, this.map.end_of_line(last.start)),
+                    None => Span::new(instruction_start, this.map.end_of_line(last)),
                 };
                 ParseError { kind: e.kind, span }
             };
             if empty_continuation {
                 warnings.push(Diagnostic::warning(
-                    Span::new(instruction_start, self.map.end_of_line(last.start)),
+                    Span::new(instruction_start, self.map.end_of_line(last)),
                     format!("Empty continuation line found in: {}", logical.text),
                 ));
             }
@@ -402,7 +439,7 @@ impl<'a> Parser<'a> {
                     }
                     let span = Span::new(
                         self.map.pos(body_start.unwrap_or(last.start)),
-                        self.map.end_of_line(last.start),
+                        self.map.end_of_line(last),
                     );
                     heredocs.push(Heredoc {
                         name,
@@ -414,8 +451,9 @@ impl<'a> Parser<'a> {
                     });
                 }
             }
-            let span = Span::new(instruction_start, self.map.end_of_line(last.start));
-            let mut node = self.finish(&logical, raw, span);
+            let span = Span::new(instruction_start, self.map.end_of_line(last));
+            let original = std::mem::take(&mut logical.text);
+            let mut node = self.finish_with(&logical, raw, span, original);
             node.heredocs = heredocs;
             node.comments = std::mem::take(&mut comments);
             nodes.push(node);
@@ -434,16 +472,25 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn finish(&self, logical: &LogicalLine, raw: RawNode, span: Span) -> Node {
+    fn finish_with(
+        &self,
+        logical: &LogicalLine,
+        raw: RawNode,
+        span: Span,
+        original: String,
+    ) -> Node {
         let spanned = |a: RawArg| {
             Spanned::new(
                 a.value,
                 Span::new(
-                    self.map.pos(logical.source_start(a.start)),
-                    self.map.pos(logical.source_end(a.end)),
+                    logical.start_pos(&self.map, a.start),
+                    logical.end_pos(&self.map, a.end),
                 ),
             )
         };
+        let onbuild = raw
+            .onbuild
+            .map(|inner| Box::new(self.finish_with(logical, *inner, span, original.clone())));
         let (kw, ks, ke) = raw.keyword;
         Node {
             keyword: spanned(RawArg {
@@ -454,16 +501,14 @@ impl<'a> Parser<'a> {
             flags: raw.flags.into_iter().map(spanned).collect(),
             args: raw.args.into_iter().map(spanned).collect(),
             json: raw.json,
-            onbuild: raw
-                .onbuild
-                .map(|inner| Box::new(self.finish(logical, *inner, span))),
+            onbuild,
             heredocs: Vec::new(),
-            original: logical.text.clone(),
+            original,
             comments: Vec::new(),
             span,
             args_span: Span::new(
-                self.map.pos(logical.source_start(raw.args_range.0)),
-                self.map.pos(logical.source_end(raw.args_range.1)),
+                logical.start_pos(&self.map, raw.args_range.0),
+                logical.end_pos(&self.map, raw.args_range.1),
             ),
         }
     }

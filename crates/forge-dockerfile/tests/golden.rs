@@ -24,9 +24,10 @@ fn cases() -> Vec<PathBuf> {
 
 fn outcome(input: &[u8]) -> Result<(String, String), Diagnostic> {
     let ast = parse(input)?;
-    let typed = instructions::lower(&ast)?;
+    let dumped = dump(&ast);
+    let typed = instructions::lower(ast)?;
     let json = serde_json::to_string_pretty(&typed).expect("AST serialises") + "\n";
-    Ok((dump(&ast), json))
+    Ok((dumped, json))
 }
 
 fn check(path: &Path, got: &str, failures: &mut Vec<String>) {

@@ -31,7 +31,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut out = std::io::stdout().lock();
     if args.json {
-        let typed = match instructions::lower(&ast) {
+        let typed = match instructions::lower(ast) {
             Ok(t) => t,
             Err(e) => return fail(e.into()),
         };
@@ -46,7 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .flat_map(|n| std::iter::once(n).chain(n.onbuild.as_deref()))
         {
             if !instructions::KNOWN_INSTRUCTIONS.contains(&node.name().as_str()) {
-                if let Err(e) = instructions::instruction(node) {
+                if let Err(e) = instructions::instruction(node.clone()) {
                     return fail(e.into());
                 }
             }
