@@ -14,6 +14,8 @@
 //! - [`shell`] is the shell-word lexer: quote removal and `$VAR` expansion, used
 //!   at build time by the instructions that expand variables, by the heredoc
 //!   reader, and by the lint checks.
+//! - [`dockerignore`] reads `.dockerignore` and matches context paths as
+//!   docker does (used by the build context and by [`check`]).
 //! - [`check`] runs BuildKit's build checks that need no build.
 //! - Errors of every stage become a [`Diagnostic`] that renders like a
 //!   compiler's, with line, column and a caret.
@@ -21,6 +23,7 @@ pub mod ast;
 pub mod check;
 pub mod diagnostic;
 pub mod directives;
+pub mod dockerignore;
 pub mod dump;
 pub mod flags;
 pub mod instructions;

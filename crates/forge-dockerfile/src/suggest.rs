@@ -1,46 +1,59 @@
-//! "Did you mean ...?" suggestions, as BuildKit's `util/suggest`: the closest
-//! candidate by Levenshtein distance, if it is close enough to be a typo.
+//! "Did you mean ...?" suggestions, as BuildKit's `util/suggest.Search`:
+//! the candidate at the smallest Levenshtein distance, if that distance is at
+//! most 2; none when the value is itself a candidate.
 
-/// Edit distance in characters, counting an adjacent transposition as one
-/// edit (optimal string alignment), so `RUNN`→`RUN` and `cahce`→`cache` are
-/// both one typo away.
-pub fn distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
+/// Plain Levenshtein distance in characters (no transpositions, as the Go
+/// package BuildKit uses).
+pub fn levenshtein(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
-    let width = b.len() + 1;
-    let mut d = vec![0usize; (a.len() + 1) * width];
-    for i in 0..=a.len() {
-        d[i * width] = i;
-    }
-    for (j, cell) in d.iter_mut().enumerate().take(width) {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[(i - 1) * width + j] + 1)
-                .min(d[i * width + j - 1] + 1)
-                .min(d[(i - 1) * width + j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[(i - 2) * width + j - 2] + 1);
-            }
-            d[i * width + j] = v;
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j + 1] + 1).min(cur[j] + 1).min(prev[j] + cost);
         }
+        std::mem::swap(&mut prev, &mut cur);
     }
-    d[a.len() * width + b.len()]
+    prev[b.len()]
 }
 
-/// The candidate closest to `value` (case-insensitively), when the distance is
-/// at most a third of the value's length (at least 1, at most 2).
+/// The closest candidate to `value` within distance 2 (the first one on a
+/// tie), compared case-insensitively unless `case_sensitive`. Returned as the
+/// candidate is written.
+pub fn search<'a>(
+    value: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    case_sensitive: bool,
+) -> Option<String> {
+    let fold = |s: &str| {
+        if case_sensitive {
+            s.to_string()
+        } else {
+            s.to_lowercase()
+        }
+    };
+    let value = fold(value);
+    if value.is_empty() {
+        return None;
+    }
+    let mut best: Option<(usize, &str)> = None;
+    for c in candidates {
+        let d = levenshtein(&value, &fold(c));
+        if d == 0 {
+            return None;
+        }
+        if best.is_none_or(|(min, _)| d < min) {
+            best = Some((d, c));
+        }
+    }
+    best.filter(|(d, _)| *d <= 2).map(|(_, c)| c.to_string())
+}
+
+/// [`search`], case-insensitive: for instruction, flag and option names.
 pub fn closest<'a>(value: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    let lower = value.to_lowercase();
-    let limit = (value.chars().count() / 3).clamp(1, 2);
-    candidates
-        .into_iter()
-        .map(|c| (distance(&lower, &c.to_lowercase()), c))
-        .filter(|(d, _)| *d > 0 && *d <= limit)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.to_string())
+    search(value, candidates, false)
 }
 
 #[cfg(test)]
@@ -55,5 +68,11 @@ mod tests {
         assert_eq!(closest("WORKDR", names), Some("WORKDIR".into()));
         assert_eq!(closest("XYZZY", names), None);
         assert_eq!(closest("cahce", ["cache", "bind"]), Some("cache".into()));
+        assert_eq!(
+            search("VERSON", ["PATH", "VERSION"], true),
+            Some("VERSION".into())
+        );
+        assert_eq!(search("version", ["VERSION"], true), None);
+        assert_eq!(search("FOO", ["FOO"], true), None);
     }
 }
