@@ -1,0 +1,14 @@
+//! # forge-build
+//!
+//! Dockerfile to image. The pieces, in the order a build runs them:
+//! - [`lower`] turns typed instructions into a [`graph::Graph`] of
+//!   content-addressed operations (image, exec, copy, mkdir, merge) and, per
+//!   stage, the image config and history it produces, with BuildKit's ARG/ENV
+//!   scoping and expansion rules.
+//! - [`graph`] holds the vertices; a vertex's digest covers its operation and
+//!   its inputs' digests, so equal work has equal identity.
+pub mod graph;
+pub mod lower;
+
+pub use graph::{Graph, Op, Vertex, VertexId};
+pub use lower::{lower, ImageResolver, LowerError, LowerOptions, Plan, ResolvedImage, StageOutput};
