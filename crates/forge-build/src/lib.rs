@@ -5,8 +5,12 @@
 //!   content-addressed operations (image, exec, copy, mkdir, merge) and, per
 //!   stage, the image config and history it produces, with BuildKit's ARG/ENV
 //!   scoping and expansion rules.
+//! - [`context`] selects COPY sources in the build context (globs,
+//!   `.dockerignore`, never outside the root) and digests exactly what they
+//!   select, with a stat cache so unchanged files are not read again.
 //! - [`graph`] holds the vertices; a vertex's digest covers its operation and
 //!   its inputs' digests, so equal work has equal identity.
+pub mod context;
 pub mod graph;
 pub mod lower;
 
