@@ -8,13 +8,13 @@
 //! followed. Sources match with Go's `filepath.Match` rules per path
 //! component.
 //!
-//! A selection's digest covers, for every entry under it in sorted order, its
-//! path, type, mode, owner, size, content digest or link target — not mtimes.
-//! File contents are hashed once: [`StatCache`] maps a file's
+//! What a COPY selects and its digest are computed by one enumeration, in
+//! [`crate::ops::copy`] (`copy` and `source_digest`). File contents are hashed
+//! once: [`StatCache`] maps a file's
 //! (path, device, inode, size, mtime, ctime) to its digest across builds, so an
 //! unchanged context reads no file contents.
 
-use forge_dockerfile::dockerignore::{clean_path, Matcher, PatternError};
+use forge_dockerfile::dockerignore::{Matcher, PatternError};
 use forge_oci::{Algorithm, Digest, Hasher};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -155,79 +155,6 @@ impl BuildContext {
         }))
     }
 
-    /// The context paths a COPY source names: the cleaned path, or every
-    /// path matching it as a glob. Ignored paths never match. Sorted.
-    pub fn resolve(&self, source: &str) -> Result<Vec<String>, ContextError> {
-        let cleaned = clean_path(&format!("/{source}"));
-        let rel = cleaned.trim_start_matches('/');
-        if rel.is_empty() {
-            return Ok(vec![String::new()]);
-        }
-        if !has_glob(rel) {
-            if self.parent_is_symlink(rel) || self.is_ignored(rel) || self.entry(rel)?.is_none() {
-                return Err(ContextError::NotFound {
-                    path: source.to_string(),
-                });
-            }
-            return Ok(vec![rel.to_string()]);
-        }
-        let mut matches = vec![String::new()];
-        for component in rel.split('/') {
-            let mut next = Vec::new();
-            for base in &matches {
-                let dir = if base.is_empty() {
-                    self.root.clone()
-                } else {
-                    self.root.join(base)
-                };
-                if !has_glob(component) {
-                    let p = join(base, component);
-                    if self.entry(&p)?.is_some() {
-                        next.push(p);
-                    }
-                    continue;
-                }
-                let Ok(read) = fs::read_dir(&dir) else {
-                    continue;
-                };
-                let mut names: Vec<String> = read
-                    .filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect();
-                names.sort();
-                for name in names {
-                    match go_match(component, &name) {
-                        Some(true) => next.push(join(base, &name)),
-                        Some(false) => {}
-                        None => return Err(ContextError::BadPattern(source.to_string())),
-                    }
-                }
-            }
-            matches = next;
-        }
-        matches.retain(|m| !self.is_ignored(m) && !self.parent_is_symlink(m));
-        if matches.is_empty() {
-            return Err(ContextError::NotFound {
-                path: source.to_string(),
-            });
-        }
-        Ok(matches)
-    }
-
-    /// A symlink in a parent component would lead outside what the walker
-    /// sees (perhaps outside the root): such paths do not resolve.
-    fn parent_is_symlink(&self, rel: &str) -> bool {
-        let mut p = PathBuf::new();
-        let comps: Vec<&str> = rel.split('/').collect();
-        for c in &comps[..comps.len().saturating_sub(1)] {
-            p.push(c);
-            if fs::symlink_metadata(self.root.join(&p)).is_ok_and(|m| m.file_type().is_symlink()) {
-                return true;
-            }
-        }
-        false
-    }
-
     /// Every entry at and under `rel` (itself first, then sorted depth-first),
     /// skipping ignored paths and those `exclude` matches. Directories that
     /// are ignored are still entered when an exception could re-include
@@ -285,54 +212,6 @@ impl BuildContext {
         }
         Ok(())
     }
-
-    /// The digest of what `sources` select (after `exclude`), as a COPY
-    /// would copy them: paths relative to each source, types, modes, owners,
-    /// sizes, contents and link targets.
-    pub fn digest(
-        &self,
-        sources: &[String],
-        exclude: &[String],
-        cache: &mut StatCache,
-    ) -> Result<Digest, ContextError> {
-        let exclude = Matcher::new(exclude)?;
-        let mut h = Hasher::new(Algorithm::Sha256);
-        for source in sources {
-            for rel in self.resolve(source)? {
-                h.update(b"source\0");
-                h.update(rel.as_bytes());
-                let root = self.root.clone();
-                self.walk(&rel, &exclude, &mut |e| {
-                    let under = e.path.strip_prefix(rel.as_str()).unwrap_or(&e.path);
-                    h.update(
-                        format!(
-                            "\0{under}\0{:?}\0{:o}\0{}:{}\0{}\0",
-                            e.kind, e.mode, e.uid, e.gid, e.size
-                        )
-                        .as_bytes(),
-                    );
-                    if e.kind == Kind::File {
-                        let d = cache.file_digest(&root, &e.path, &e.meta)?;
-                        h.update(d.as_str().as_bytes());
-                    }
-                    Ok(())
-                })?;
-            }
-        }
-        Ok(h.finish())
-    }
-}
-
-fn join(base: &str, name: &str) -> String {
-    if base.is_empty() {
-        name.to_string()
-    } else {
-        format!("{base}/{name}")
-    }
-}
-
-fn has_glob(s: &str) -> bool {
-    s.contains(['*', '?', '['])
 }
 
 /// Go's `filepath.Match` for one path component (no `/` in `name`).
@@ -612,31 +491,28 @@ mod tests {
         d
     }
 
-    #[test]
-    fn resolves_globs_without_ignored_paths_or_escaping() {
-        let d = tree();
-        let ctx = BuildContext::open(d.path(), None).expect("open");
-        assert_eq!(ctx.resolve("*.txt").expect("glob"), ["top.txt"]);
-        assert_eq!(
-            ctx.resolve("src/*").expect("glob"),
-            ["src/a.txt", "src/link", "src/sub"]
-        );
-        assert!(matches!(
-            ctx.resolve("secret.key"),
-            Err(ContextError::NotFound { .. })
-        ));
-        assert!(matches!(
-            ctx.resolve("src/b.md"),
-            Err(ContextError::NotFound { .. })
-        ));
-        assert_eq!(
-            ctx.resolve("../../top.txt").expect("cleaned into the root"),
-            ["top.txt"]
-        );
-        assert!(matches!(
-            ctx.resolve("src/link/x"),
-            Err(ContextError::NotFound { .. })
-        ));
+    fn copy_of(sources: &[&str], exclude: &[&str]) -> crate::graph::Copy {
+        crate::graph::Copy {
+            from: crate::graph::Source::Context,
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            inline: Vec::new(),
+            dest: "/dst/".into(),
+            chown: None,
+            chmod: None,
+            link: false,
+            exclude: exclude.iter().map(|s| s.to_string()).collect(),
+            parents: false,
+            add: None,
+        }
+    }
+
+    fn digest(
+        ctx: &BuildContext,
+        sources: &[&str],
+        exclude: &[&str],
+        cache: &mut StatCache,
+    ) -> Digest {
+        crate::ops::copy::source_digest(&copy_of(sources, exclude), ctx, cache).expect("digest")
     }
 
     #[test]
@@ -644,9 +520,7 @@ mod tests {
         let d = tree();
         let ctx = BuildContext::open(d.path(), None).expect("open");
         let mut cache = StatCache::default();
-        let one = ctx
-            .digest(&["src".into()], &[], &mut cache)
-            .expect("digest");
+        let one = digest(&ctx, &["src"], &[], &mut cache);
         let t = fs::FileTimes::new().set_modified(std::time::SystemTime::UNIX_EPOCH);
         fs::File::options()
             .write(true)
@@ -655,29 +529,24 @@ mod tests {
             .set_times(t)
             .expect("touch");
         assert_eq!(
-            ctx.digest(&["src".into()], &[], &mut cache)
-                .expect("digest"),
+            digest(&ctx, &["src"], &[], &mut cache),
             one,
             "mtime is not content"
         );
         fs::write(d.path().join("src/a.txt"), "changed").expect("write");
-        let two = ctx
-            .digest(&["src".into()], &[], &mut cache)
-            .expect("digest");
+        let two = digest(&ctx, &["src"], &[], &mut cache);
         assert_ne!(one, two);
         // An ignored file or one outside the selection changes nothing.
         fs::write(d.path().join("src/b.md"), "ignored change").expect("write");
         fs::write(d.path().join("top.txt"), "unselected change").expect("write");
-        assert_eq!(
-            ctx.digest(&["src".into()], &[], &mut cache)
-                .expect("digest"),
-            two
+        assert_eq!(digest(&ctx, &["src"], &[], &mut cache), two);
+        // --exclude drops files from the selection; globs select like the copy.
+        assert_ne!(digest(&ctx, &["src"], &["**/c.txt"], &mut cache), two);
+        assert_ne!(digest(&ctx, &["*.txt"], &[], &mut cache), two);
+        assert!(
+            crate::ops::copy::source_digest(&copy_of(&["secret.key"], &[]), &ctx, &mut cache)
+                .is_err()
         );
-        // --exclude drops files from the selection.
-        let excl = ctx
-            .digest(&["src".into()], &["**/c.txt".into()], &mut cache)
-            .expect("digest");
-        assert_ne!(excl, two);
     }
 
     #[test]
@@ -686,9 +555,7 @@ mod tests {
         let cache_path = d.path().join("../statcache-test.json");
         let ctx = BuildContext::open(d.path(), None).expect("open");
         let mut cache = StatCache::load(&cache_path);
-        let one = ctx
-            .digest(&["src".into()], &[], &mut cache)
-            .expect("digest");
+        let one = digest(&ctx, &["src"], &[], &mut cache);
         cache.save().expect("save");
         let mut reloaded = StatCache::load(&cache_path);
         assert!(reloaded.entries.len() >= 2);
@@ -699,9 +566,7 @@ mod tests {
             .expect("cached");
         assert!(!reloaded.dirty, "served from the cache");
         assert_eq!(reloaded.entries.len(), before);
-        let again = ctx
-            .digest(&["src".into()], &[], &mut reloaded)
-            .expect("digest");
+        let again = digest(&ctx, &["src"], &[], &mut reloaded);
         assert_eq!(again, one);
         let _ = fs::remove_file(cache_path);
     }

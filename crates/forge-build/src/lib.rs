@@ -8,11 +8,16 @@
 //! - [`context`] selects COPY sources in the build context (globs,
 //!   `.dockerignore`, never outside the root) and digests exactly what they
 //!   select, with a stat cache so unchanged files are not read again.
+//! - [`progress`] is the stream of events a build reports, rendered by the CLI.
 //! - [`graph`] holds the vertices; a vertex's digest covers its operation and
 //!   its inputs' digests, so equal work has equal identity.
+//! - [`ops`] performs the file operations of a step: [`ops::copy`] writes a
+//!   COPY/ADD's new files into an empty directory that becomes its layer.
 pub mod context;
 pub mod graph;
 pub mod lower;
+pub mod progress;
+pub mod ops;
 
 pub use graph::{Graph, Op, Vertex, VertexId};
 pub use lower::{lower, ImageResolver, LowerError, LowerOptions, Plan, ResolvedImage, StageOutput};

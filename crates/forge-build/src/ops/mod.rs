@@ -1,0 +1,19 @@
+//! The file operations of a build step that forge performs itself (RUN is
+//! the sandbox's business).
+//!
+//! - [`copy`]: COPY and ADD with BuildKit's semantics, writing the step's
+//!   new files into an empty directory that becomes its layer.
+//!
+//! Everything below works on directory descriptors, one path component at a
+//! time without following symlinks (`fsx`), so sources never leave their
+//! root and writes never leave the layer directory.
+mod archive;
+pub mod copy;
+mod dest;
+mod fetch;
+mod fsx;
+mod mode;
+mod source;
+
+pub use copy::{copy, CopyError, CopyOutcome, CopyRequest, CopySource, FetchedUrl};
+pub use mode::ChmodError;
