@@ -16,8 +16,8 @@
 pub mod context;
 pub mod graph;
 pub mod lower;
-pub mod progress;
 pub mod ops;
+pub mod progress;
 
 pub use graph::{Graph, Op, Vertex, VertexId};
 pub use lower::{lower, ImageResolver, LowerError, LowerOptions, Plan, ResolvedImage, StageOutput};

@@ -1,8 +1,11 @@
 //! OCI image layout directories: `oci-layout`, `index.json`, `blobs/<alg>/<hex>`.
 //!
-//! Writes are atomic: a blob goes to a temporary file in its final directory, is fsynced,
-//! verified and renamed into place, so a reader never sees half a blob; `index.json` is
-//! replaced the same way. Reads verify digests. Tagging sets the
+//! Writes are atomic: a blob goes to a temporary file, is fsynced, verified and renamed into
+//! place, so a reader never sees half a blob; `index.json` is replaced the same way. The
+//! temporary files live in the blob's final directory by default (a plain layout has no
+//! other place on the same filesystem); [`OciLayout::with_tmp_dir`] puts them in a staging
+//! directory instead, so that no partial file is ever visible under `blobs/` (what the
+//! store does with its `tmp/`). Reads verify digests. Tagging sets the
 //! `org.opencontainers.image.ref.name` annotation, which `skopeo … oci:DIR:NAME` and
 //! `umoci … --image DIR:NAME` look up.
 
@@ -91,6 +94,8 @@ struct LayoutFile {
 #[derive(Debug, Clone)]
 pub struct OciLayout {
     root: PathBuf,
+    /// Where temporary files go; `None`: next to their final name.
+    tmp: Option<PathBuf>,
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -113,8 +118,14 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LayoutErro
 /// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename,
 /// fsync of the directory.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
+    write_atomic_via(path, bytes, None)
+}
+
+/// [`write_atomic`] with the temp file in `tmp_dir` (which must be on the same filesystem)
+/// instead of next to `path`.
+fn write_atomic_via(path: &Path, bytes: &[u8], tmp_dir: Option<&Path>) -> Result<(), LayoutError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(tmp_name("file"));
+    let tmp = tmp_dir.unwrap_or(dir).join(tmp_name("file"));
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
@@ -146,6 +157,7 @@ impl OciLayout {
         fs::create_dir_all(&blobs).map_err(io_err("create", &blobs))?;
         let l = OciLayout {
             root: root.to_path_buf(),
+            tmp: None,
         };
         let layout_file = root.join("oci-layout");
         if !layout_file.exists() {
@@ -183,7 +195,42 @@ impl OciLayout {
         }
         Ok(OciLayout {
             root: root.to_path_buf(),
+            tmp: None,
         })
+    }
+
+    /// Opens `root` like [`OciLayout::create`], staging every temporary file (blobs and
+    /// `index.json`) in `tmp` instead of next to its final name, so a partial file is
+    /// never visible inside the layout. `tmp` is created if missing and must be on the
+    /// same filesystem as `root` (files are renamed from it).
+    pub fn with_tmp_dir(root: &Path, tmp: &Path) -> Result<OciLayout, LayoutError> {
+        fs::create_dir_all(tmp).map_err(io_err("create", tmp))?;
+        let blobs = root.join("blobs").join("sha256");
+        fs::create_dir_all(&blobs).map_err(io_err("create", &blobs))?;
+        let l = OciLayout {
+            root: root.to_path_buf(),
+            tmp: Some(tmp.to_path_buf()),
+        };
+        let layout_file = root.join("oci-layout");
+        if !layout_file.exists() {
+            let body = serde_json::to_vec(&LayoutFile {
+                image_layout_version: LAYOUT_VERSION.to_string(),
+            })
+            .map_err(|source| LayoutError::Json {
+                path: layout_file.clone(),
+                source,
+            })?;
+            write_atomic_via(&layout_file, &body, Some(tmp))?;
+        }
+        if !root.join("index.json").exists() {
+            l.write_index(&empty_index())?;
+        }
+        Ok(l)
+    }
+
+    /// The staging directory given to [`OciLayout::with_tmp_dir`], if any.
+    pub fn tmp_dir(&self) -> Option<&Path> {
+        self.tmp.as_deref()
     }
 
     /// The layout directory.
@@ -218,7 +265,7 @@ impl OciLayout {
             path: path.clone(),
             source,
         })?;
-        write_atomic(&path, &bytes)
+        write_atomic_via(&path, &bytes, self.tmp.as_deref())
     }
 
     /// Reads a whole blob, verifying its digest. For manifests, configs and indexes.
@@ -335,7 +382,7 @@ impl BlobSink for OciLayout {
             path: dir.clone(),
             source,
         })?;
-        let tmp = dir.join(tmp_name("blob"));
+        let tmp = self.tmp.as_deref().unwrap_or(&dir).join(tmp_name("blob"));
         let werr = |path: &Path| {
             let path = path.to_path_buf();
             move |source| BlobSinkError::Write { path, source }
@@ -428,5 +475,47 @@ mod tests {
             Err(LayoutError::Corrupt { .. })
         ));
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// With a staging dir, no temporary file ever appears inside the layout, even when a
+    /// put fails half way.
+    #[test]
+    fn tmp_dir_keeps_partial_blobs_out_of_the_layout() {
+        let base = std::env::temp_dir().join(tmp_name("layout-tmp-test"));
+        let root = base.join("layout");
+        let tmp = base.join("tmp");
+        let mut l = OciLayout::with_tmp_dir(&root, &tmp).expect("create");
+        assert_eq!(l.tmp_dir(), Some(tmp.as_path()));
+        let d = l.put_bytes(media_types::OCI_CONFIG, b"{}").expect("put");
+        l.tag("x", &d).expect("tag");
+        // A producer that fails mid-blob: nothing is left anywhere.
+        struct Failing(u8);
+        impl Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(io::Error::other("producer died"));
+                }
+                self.0 -= 1;
+                buf[0] = b'x';
+                Ok(1)
+            }
+        }
+        assert!(l.put(&mut Failing(3), None).is_err());
+        let names = |p: &Path| -> Vec<String> {
+            fs::read_dir(p)
+                .expect("read_dir")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert!(names(&tmp).is_empty(), "staging dir cleaned");
+        for n in names(&root.join("blobs/sha256")) {
+            assert!(!n.starts_with('.'), "temp file {n} inside blobs/");
+        }
+        for n in names(&root) {
+            assert!(!n.starts_with(".tmp"), "temp file {n} inside the layout");
+        }
+        let again = OciLayout::open(&root).expect("open");
+        assert_eq!(again.resolve("x").expect("x").digest(), d.digest());
+        let _ = fs::remove_dir_all(&base);
     }
 }

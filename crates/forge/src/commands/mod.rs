@@ -2,7 +2,18 @@
 //! library and prints.
 
 pub mod check;
+pub mod df;
+pub mod history;
+pub mod human;
+pub mod images;
+pub mod import;
+pub mod inspect;
+pub mod load;
 pub mod parse;
+pub mod prune;
+pub mod rmi;
+pub mod save;
+pub mod tag;
 
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
