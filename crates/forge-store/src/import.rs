@@ -81,17 +81,25 @@ pub fn now_rfc3339() -> String {
 }
 
 impl Store {
-    /// Writes the tree under `dir` as a layer blob. gzip goes through [`ParallelGzip`] on
-    /// every core (the tar itself, with its diffID, is made by forge-oci's writer);
-    /// other compressions through forge-oci's writer alone.
-    fn write_layer_blob(&self, dir: &std::path::Path, opts: &ImportOptions) -> Result<LayerInfo> {
+    /// Writes the tree under `dir` (a plain directory, or an overlay upper dir
+    /// whose whiteouts become `.wh.` entries) as a layer blob. gzip goes through
+    /// [`ParallelGzip`] on every core (the tar itself, with its diffID, is made by
+    /// forge-oci's writer); other compressions through forge-oci's writer alone.
+    pub fn write_layer_blob(
+        &self,
+        dir: &std::path::Path,
+        source: SourceKind,
+        compression: Compression,
+        level: Option<u32>,
+        source_date_epoch: Option<i64>,
+    ) -> Result<LayerInfo> {
         let mut layer_opts = LayerOptions {
-            compression: opts.compression,
-            level: opts.level.and_then(|l| i32::try_from(l).ok()),
-            source_date_epoch: opts.source_date_epoch,
-            source: SourceKind::Directory,
+            compression,
+            level: level.and_then(|l| i32::try_from(l).ok()),
+            source_date_epoch,
+            source,
         };
-        if opts.compression != Compression::Gzip {
+        if compression != Compression::Gzip {
             let (w, layer) = write_layer(dir, &layer_opts, self.blob_writer()?)?;
             w.commit(Some(&layer.digest))?;
             return Ok(layer);
@@ -105,7 +113,7 @@ impl Store {
             path: tmp.clone(),
             source,
         };
-        let level = opts.level.unwrap_or(DEFAULT_GZIP_LEVEL);
+        let level = level.unwrap_or(DEFAULT_GZIP_LEVEL);
         let gz = ParallelGzip::new(blob, level, threads).map_err(io)?;
         let (gz, tar) = write_layer(dir, &layer_opts, gz)?;
         let info = gz.finish().map_err(io)?.commit(None)?;
@@ -136,7 +144,13 @@ impl Store {
             source,
         })?;
 
-        let layer = self.write_layer_blob(&prepared.fs(), opts)?;
+        let layer = self.write_layer_blob(
+            &prepared.fs(),
+            SourceKind::Directory,
+            opts.compression,
+            opts.level,
+            opts.source_date_epoch,
+        )?;
 
         let size = content_size(&prepared.fs())?;
         if !self.has_snapshot(&layer.diff_id) {
