@@ -1136,11 +1136,17 @@ fn sources(
     }
     let mut paths = Vec::new();
     let mut heredocs = Vec::new();
+    // Each name's first heredoc, looked up in a map built once: a search of
+    // the list per source was quadratic in the number of heredocs.
+    let mut by_name = std::collections::HashMap::with_capacity(node.heredocs.len());
+    for h in &node.heredocs {
+        by_name.entry(h.name.as_str()).or_insert(h);
+    }
     for src in srcs {
         match heredoc_name(&src.value).filter(|_| !node.json) {
             Some(name) => {
-                if let Some(h) = node.heredocs.iter().find(|h| h.name == name) {
-                    heredocs.push(h.clone());
+                if let Some(h) = by_name.get(name.as_str()) {
+                    heredocs.push((*h).clone());
                 }
             }
             None => paths.push(src),

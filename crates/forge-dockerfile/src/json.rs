@@ -10,8 +10,7 @@ use nom::branch::alt;
 use nom::bytes::complete::{tag, take_while, take_while1, take_while_m_n};
 use nom::character::complete::{char, one_of};
 use nom::combinator::{opt, recognize, value};
-use nom::multi::separated_list0;
-use nom::sequence::{delimited, pair, preceded};
+use nom::sequence::{pair, preceded};
 use nom::{IResult, Parser};
 
 /// One element of the top-level array.
@@ -70,44 +69,71 @@ fn ws(i: &str) -> IResult<&str, &str, ()> {
 
 /// Any JSON value; `Some(decoded)` for strings.
 fn json_value(i: &str) -> IResult<&str, Option<String>, ()> {
-    alt((
-        json_string.map(Some),
-        value(None, json_array),
-        value(None, json_object),
-        value(None, json_number),
-        value(None, alt((tag("true"), tag("false"), tag("null")))),
-    ))
-    .parse(i)
+    alt((json_string.map(Some), value(None, json_value_nested))).parse(i)
 }
 
-fn json_array(i: &str) -> IResult<&str, (), ()> {
-    value(
-        (),
-        delimited(
-            pair(char('['), ws),
-            separated_list0((ws, char(','), ws), json_value_nested),
-            pair(ws, char(']')),
-        ),
-    )
-    .parse(i)
-}
+/// Go's `encoding/json` nesting limit (`maxNestingDepth`): deeper input is a
+/// syntax error there, so here it is not JSON (and the line is shell form).
+/// The top-level array counts as the first level.
+const MAX_DEPTH: usize = 10_000;
 
-fn json_object(i: &str) -> IResult<&str, (), ()> {
-    let member = (json_string, ws, char(':'), ws, json_value_nested);
-    value(
-        (),
-        delimited(
-            pair(char('{'), ws),
-            separated_list0((ws, char(','), ws), member),
-            pair(ws, char('}')),
-        ),
-    )
-    .parse(i)
-}
-
-/// Nested values recurse through a plain function so the parser types stay finite.
-fn json_value_nested(i: &str) -> IResult<&str, (), ()> {
-    json_value(i).map(|(rest, _)| (rest, ()))
+/// A nested value (array, object, string, number or literal), validated but
+/// not decoded. Arrays and objects are followed with an explicit stack, not
+/// recursion: a line of `[[[[...` must not overflow ours.
+fn json_value_nested(mut i: &str) -> IResult<&str, (), ()> {
+    let fail = || nom::Err::Error(());
+    // `:` after an object key.
+    let member_key = |i| {
+        (json_string, ws, char(':'), ws)
+            .parse(i)
+            .map(|(rest, _)| rest)
+    };
+    // The closing character of each open array or object.
+    let mut open: Vec<char> = Vec::new();
+    loop {
+        // At the start of a value.
+        if let Some(rest) = i.strip_prefix(['[', '{']) {
+            let close = if i.starts_with('[') { ']' } else { '}' };
+            if open.len() + 2 > MAX_DEPTH {
+                return Err(fail());
+            }
+            i = ws(rest)?.0;
+            match i.strip_prefix(close) {
+                Some(rest) => i = rest,
+                None => {
+                    open.push(close);
+                    if close == '}' {
+                        i = member_key(i)?;
+                    }
+                    continue;
+                }
+            }
+        } else {
+            i = alt((
+                value((), json_string),
+                value((), json_number),
+                value((), alt((tag("true"), tag("false"), tag("null")))),
+            ))
+            .parse(i)?
+            .0;
+        }
+        // After a value: a `,` and the next one, or the ends of containers.
+        loop {
+            let Some(&close) = open.last() else {
+                return Ok((i, ()));
+            };
+            i = ws(i)?.0;
+            if let Some(rest) = i.strip_prefix(',') {
+                i = ws(rest)?.0;
+                if close == '}' {
+                    i = member_key(i)?;
+                }
+                break;
+            }
+            i = i.strip_prefix(close).ok_or_else(fail)?;
+            open.pop();
+        }
+    }
 }
 
 fn json_number(i: &str) -> IResult<&str, &str, ()> {
@@ -229,6 +255,38 @@ mod tests {
             "[01]",
             "[1.]",
             "[tru]",
+        ] {
+            assert_eq!(strings(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn nesting_is_limited_as_in_go_not_by_our_stack() {
+        let nested = |depth: usize, open: &str, close: &str| {
+            format!("[{}1{}]", open.repeat(depth - 1), close.repeat(depth - 1))
+        };
+        // Go accepts 10000 levels, the top-level array included, and no more.
+        for (open, close) in [("[", "]"), ("{\"k\":", "}")] {
+            assert!(parse_array(&nested(MAX_DEPTH, open, close)).is_some());
+            assert!(parse_array(&nested(MAX_DEPTH + 1, open, close)).is_none());
+        }
+        assert!(parse_array(&format!("[{}]", "[".repeat(1_000_000))).is_none());
+        assert_eq!(
+            strings(r#"[ [ ] , { } , {"a" : [1, {"b": "c"}], "d": []}, "e" ]"#),
+            Some(vec![
+                "<other>".into(),
+                "<other>".into(),
+                "<other>".into(),
+                "e".into()
+            ])
+        );
+        for bad in [
+            r#"["a", [1,]]"#,
+            r#"[{"a"}]"#,
+            r#"[{"a":1,}]"#,
+            r#"[{1:2}]"#,
+            "[[}]",
+            "[{]}",
         ] {
             assert_eq!(strings(bad), None, "{bad}");
         }

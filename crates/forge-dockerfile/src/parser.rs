@@ -50,7 +50,15 @@ pub enum ParseErrorKind {
     UnterminatedHeredoc,
     #[error("invalid heredoc delimiter: {0}")]
     HeredocDelimiter(String),
+    /// `ONBUILD ONBUILD ...` deeper than [`MAX_ONBUILD_NESTING`]. BuildKit's
+    /// parser has no limit (and its instruction layer then rejects any chain);
+    /// ours keeps a line of `ONBUILD ONBUILD ...` from exhausting the stack.
+    #[error("ONBUILD nested more than {0} levels deep (chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed)")]
+    OnbuildTooDeep(usize),
 }
+
+/// How many `ONBUILD`s may wrap one another on a line before parsing fails.
+pub const MAX_ONBUILD_NESTING: usize = 32;
 
 impl From<ParseError> for Diagnostic {
     fn from(e: ParseError) -> Self {
@@ -91,6 +99,19 @@ struct SourceMap<'a> {
     /// Per line: all ASCII, so a column is a byte difference (the common case;
     /// counting characters for every span was a tenth of parse time).
     line_ascii: Vec<bool>,
+    /// For sources that are not all ASCII: the number of characters before
+    /// every [`CHAR_MARK_EVERY`]-th byte. A column on a non-ASCII line then
+    /// counts at most that many bytes, not the line up to the position (which
+    /// made a long non-ASCII line with many arguments quadratic).
+    char_marks: Vec<usize>,
+}
+
+/// Bytes between two entries of [`SourceMap::char_marks`].
+const CHAR_MARK_EVERY: usize = 64;
+
+/// Whether `b` starts a UTF-8 character (is not a continuation byte).
+fn starts_char(b: u8) -> bool {
+    (b as i8) >= -0x40
 }
 
 impl<'a> SourceMap<'a> {
@@ -105,11 +126,34 @@ impl<'a> SourceMap<'a> {
                 source.as_bytes()[start.min(end)..end].is_ascii()
             })
             .collect();
+        let mut char_marks = Vec::new();
+        if !source.is_ascii() {
+            let mut chars = 0;
+            for chunk in source.as_bytes().chunks(CHAR_MARK_EVERY) {
+                char_marks.push(chars);
+                chars += chunk.iter().filter(|&&b| starts_char(b)).count();
+            }
+            char_marks.push(chars);
+        }
         SourceMap {
             source,
             line_starts,
             line_ascii,
+            char_marks,
         }
+    }
+
+    /// The number of characters in `source[..offset]` (`offset` on a character
+    /// boundary).
+    fn chars_before(&self, offset: usize) -> usize {
+        let offset = offset.min(self.source.len());
+        let mark = offset / CHAR_MARK_EVERY;
+        let from = mark * CHAR_MARK_EVERY;
+        let counted = self.source.as_bytes()[from..offset]
+            .iter()
+            .filter(|&&b| starts_char(b))
+            .count();
+        self.char_marks.get(mark).copied().unwrap_or(0) + counted
     }
 
     fn pos(&self, offset: usize) -> Pos {
@@ -126,9 +170,7 @@ impl<'a> SourceMap<'a> {
         let column = if self.line_ascii[idx] {
             offset - start
         } else {
-            self.source
-                .get(start..offset)
-                .map_or(0, |s| s.chars().count())
+            self.chars_before(offset) - self.chars_before(start)
         } + 1;
         Pos {
             line: idx as u32 + 1,
@@ -202,6 +244,18 @@ impl LogicalLine {
             }
             _ => self.start_pos(map, at),
         }
+    }
+
+    /// The source span of `[start, end)`. An empty range is a point at
+    /// `start_pos`: at a piece boundary `end_pos` would give the end of the
+    /// earlier piece, a line before the start (`ENV o\` + ` f`: the empty
+    /// separator).
+    fn span(&self, map: &SourceMap<'_>, start: usize, end: usize) -> Span {
+        let from = self.start_pos(map, start);
+        if end <= start {
+            return Span::at(from);
+        }
+        Span::new(from, self.end_pos(map, end))
     }
 }
 
@@ -390,10 +444,7 @@ impl<'a> Parser<'a> {
             );
             let line_error = |this: &Self, last: PhysLine<'_>, e: LineError| {
                 let span = match e.range {
-                    Some((s, t)) => Span::new(
-                        logical.start_pos(&this.map, s),
-                        logical.end_pos(&this.map, t),
-                    ),
+                    Some((s, t)) => logical.span(&this.map, s, t),
                     None => Span::new(instruction_start, this.map.end_of_line(last)),
                 };
                 ParseError { kind: e.kind, span }
@@ -404,7 +455,7 @@ impl<'a> Parser<'a> {
                     format!("Empty continuation line found in: {}", logical.text),
                 ));
             }
-            let raw = match node_from_line(&logical.text, 0, self.escape) {
+            let raw = match node_from_line(&logical.text, 0, self.escape, 0) {
                 Ok(raw) => raw,
                 Err(e) => return Err(line_error(&self, last, e)),
             };
@@ -479,15 +530,7 @@ impl<'a> Parser<'a> {
         span: Span,
         original: String,
     ) -> Node {
-        let spanned = |a: RawArg| {
-            Spanned::new(
-                a.value,
-                Span::new(
-                    logical.start_pos(&self.map, a.start),
-                    logical.end_pos(&self.map, a.end),
-                ),
-            )
-        };
+        let spanned = |a: RawArg| Spanned::new(a.value, logical.span(&self.map, a.start, a.end));
         let onbuild = raw
             .onbuild
             .map(|inner| Box::new(self.finish_with(logical, *inner, span, original.clone())));
@@ -506,10 +549,7 @@ impl<'a> Parser<'a> {
             original,
             comments: Vec::new(),
             span,
-            args_span: Span::new(
-                logical.start_pos(&self.map, raw.args_range.0),
-                logical.end_pos(&self.map, raw.args_range.1),
-            ),
+            args_span: logical.span(&self.map, raw.args_range.0, raw.args_range.1),
         }
     }
 }
@@ -582,8 +622,13 @@ fn parse_heredoc(word: &str) -> Result<Option<(String, bool, bool, u32)>, LineEr
 }
 
 /// BuildKit's newNodeFromLine on `text`, which starts at byte `base` of the
-/// logical line.
-fn node_from_line(text: &str, base: usize, escape: char) -> Result<RawNode, LineError> {
+/// logical line, inside `onbuild_depth` ONBUILDs.
+fn node_from_line(
+    text: &str,
+    base: usize,
+    escape: char,
+    onbuild_depth: usize,
+) -> Result<RawNode, LineError> {
     let lead = text.len() - text.trim_start_matches(is_space).len();
     let trimmed = text.trim_matches(is_space);
     let cmd_end = trimmed.find(is_re_whitespace).unwrap_or(trimmed.len());
@@ -650,7 +695,14 @@ fn node_from_line(text: &str, base: usize, escape: char) -> Result<RawNode, Line
         }
         "onbuild" => {
             if !rest.is_empty() {
-                node.onbuild = Some(Box::new(node_from_line(rest, rest_base, escape)?));
+                if onbuild_depth >= MAX_ONBUILD_NESTING {
+                    return Err(LineError {
+                        kind: ParseErrorKind::OnbuildTooDeep(MAX_ONBUILD_NESTING),
+                        range: Some((node.keyword.1, node.keyword.2)),
+                    });
+                }
+                let inner = node_from_line(rest, rest_base, escape, onbuild_depth + 1)?;
+                node.onbuild = Some(Box::new(inner));
             }
         }
         // Unknown instructions keep their text; the instruction layer rejects them.

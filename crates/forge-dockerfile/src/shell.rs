@@ -43,6 +43,17 @@ use std::hash::BuildHasher;
 /// our stack. Real Dockerfiles nest two or three levels.
 pub const MAX_NESTING: usize = 128;
 
+/// How much work the `$` expansions of one word may take before the lexer gives up
+/// (the default of [`Lexer::max_expansion`]):
+/// the bytes every expansion produces, all nesting levels counted, plus for each
+/// pattern match (`#`, `%`, `/`) the value's length times the pattern's.
+///
+/// BuildKit has no limit. Without one a short word asks for exponential work
+/// (`${a///${a///...}}` multiplies the length of `a` at every level) or quadratic work
+/// (`$a$a$a...` or `${a##*}${a##*}...` with a long `a`). 16 MiB is 128 times what
+/// Linux allows a single argument or environment string.
+pub const MAX_EXPANSION: usize = 16 << 20;
+
 /// Variables in scope for an expansion: a name → value lookup.
 ///
 /// Names are compared exactly (case-sensitive, as BuildKit does on Unix).
@@ -133,6 +144,9 @@ pub struct Lexer {
     /// Leave references to unset variables as they were written (`$X`, `${X:-w}`)
     /// instead of substituting.
     pub skip_unset_env: bool,
+    /// The most work expanding one word may take, [`MAX_EXPANSION`] unless changed
+    /// (the fuzz target lowers it to try more words a second).
+    pub max_expansion: usize,
 }
 
 impl Default for Lexer {
@@ -164,6 +178,7 @@ impl Lexer {
             raw_escapes: false,
             skip_process_quotes: false,
             skip_unset_env: false,
+            max_expansion: MAX_EXPANSION,
         }
     }
 
@@ -211,6 +226,7 @@ impl Lexer {
             raw_escapes: self.raw_escapes,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
+            expanded: 0,
         };
         match state.process_stop_on(None, self.raw_escapes, 0) {
             Ok((value, words)) => Ok(Expansion {
@@ -300,6 +316,12 @@ pub enum ShellErrorKind {
     #[error("expansions nested deeper than {limit} levels")]
     TooDeep {
         /// The limit, [`MAX_NESTING`].
+        limit: usize,
+    },
+    /// Expanding the word would take more work than [`Lexer::max_expansion`] allows.
+    #[error("expansion larger than {limit} bytes")]
+    TooLarge {
+        /// The limit, [`Lexer::max_expansion`].
         limit: usize,
     },
 }
@@ -408,9 +430,11 @@ struct WordState<'a, E: ?Sized> {
     raw_escapes: bool,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
+    /// Work done by expansions so far, against [`Lexer::max_expansion`].
+    expanded: usize,
 }
 
-impl<E: ShellEnv + ?Sized> WordState<'_, E> {
+impl<'a, E: ShellEnv + ?Sized> WordState<'a, E> {
     /// Reads up to `stop` (consuming it) or to the end of the word when `stop` is
     /// `None`, giving the expanded text and its words. `raw_escapes` applies while
     /// reading this part and is restored afterwards.
@@ -558,8 +582,25 @@ impl<E: ShellEnv + ?Sized> WordState<'_, E> {
         }
     }
 
-    /// `$NAME`, `${NAME}` and `${NAME<modifier>...}`, the scanner on the `$`.
+    /// `$NAME`, `${NAME}` and `${NAME<modifier>...}`, the scanner on the `$`; the
+    /// result counts against [`Lexer::max_expansion`].
     fn process_dollar(&mut self, depth: usize) -> Result<String, Located> {
+        let dollar = self.scanner.pos;
+        let value = self.expand_dollar(depth)?;
+        self.charge(value.len(), dollar)?;
+        Ok(value)
+    }
+
+    /// Counts `work` against [`Lexer::max_expansion`]; an error at `dollar` past it.
+    fn charge(&mut self, work: usize, dollar: usize) -> Result<(), Located> {
+        self.expanded = self.expanded.saturating_add(work);
+        if self.expanded > self.lex.max_expansion {
+            return Err(Located::at(dollar, self.too_large()));
+        }
+        Ok(())
+    }
+
+    fn expand_dollar(&mut self, depth: usize) -> Result<String, Located> {
         let dollar = self.scanner.pos;
         let located = |kind| Located::at(dollar, kind);
         self.scanner.next();
@@ -571,7 +612,7 @@ impl<E: ShellEnv + ?Sized> WordState<'_, E> {
                 return Ok("$".to_owned());
             }
             return Ok(match self.get_env(&name) {
-                Some(value) => value,
+                Some(value) => value.to_owned(),
                 None if self.lex.skip_unset_env => format!("${name}"),
                 None => String::new(),
             });
@@ -595,7 +636,7 @@ impl<E: ShellEnv + ?Sized> WordState<'_, E> {
 
         match ch {
             '}' => Ok(match self.get_env(&name) {
-                Some(value) => value,
+                Some(value) => value.to_owned(),
                 None if self.lex.skip_unset_env => format!("${{{name}}}"),
                 None => String::new(),
             }),
@@ -619,7 +660,7 @@ impl<E: ShellEnv + ?Sized> WordState<'_, E> {
                 if self.lex.skip_unset_env && value.is_none() {
                     return Ok(format!("${{{name}{modifier}{word}}}"));
                 }
-                let unset = match &value {
+                let unset = match value {
                     None => true,
                     Some(value) => null_is_unset && value.is_empty(),
                 };
@@ -627,7 +668,7 @@ impl<E: ShellEnv + ?Sized> WordState<'_, E> {
                     Some('-') => Ok(if unset {
                         word
                     } else {
-                        value.unwrap_or_default()
+                        value.unwrap_or_default().to_owned()
                     }),
                     Some('+') => Ok(if unset { String::new() } else { word }),
                     Some('?') => match value {
@@ -641,7 +682,7 @@ impl<E: ShellEnv + ?Sized> WordState<'_, E> {
                                 message: message_or(word, "is not allowed to be empty"),
                             }))
                         }
-                        Some(value) => Ok(value),
+                        Some(value) => Ok(value.to_owned()),
                     },
                     Some(op @ ('#' | '%')) => {
                         // `##`/`%%` arrive as `#`/`%` followed by a word starting with
@@ -651,10 +692,11 @@ impl<E: ShellEnv + ?Sized> WordState<'_, E> {
                             None => (word, false),
                         };
                         let value = value.unwrap_or_default();
+                        self.charge(value.len().saturating_mul(pattern.len() + 1), dollar)?;
                         let trimmed = if op == '#' {
-                            trim_prefix(&pattern, &value, greedy)
+                            trim_prefix(&pattern, value, greedy)
                         } else {
-                            trim_suffix(&pattern, &value, greedy)
+                            trim_suffix(&pattern, value, greedy)
                         };
                         trimmed.map_err(|escaped| {
                             located(ShellErrorKind::InvalidPattern { pattern, escaped })
@@ -679,6 +721,7 @@ impl<E: ShellEnv + ?Sized> WordState<'_, E> {
                 // An unset variable is matched as the empty string, so a pattern that
                 // matches nothing still inserts the replacement.
                 let value = value.unwrap_or_default();
+                self.charge(value.len().saturating_mul(pattern.len() + 1), dollar)?;
                 let program = Program::compile(&pattern, true).map_err(|escaped| {
                     located(ShellErrorKind::InvalidPattern {
                         pattern: pattern.clone(),
@@ -686,11 +729,16 @@ impl<E: ShellEnv + ?Sized> WordState<'_, E> {
                     })
                 })?;
                 let value: Vec<char> = value.chars().collect();
-                Ok(if replace_all {
-                    program.replace_all(&value, &replacement)
+                if replace_all {
+                    // The one expansion whose result can be far longer than its
+                    // inputs: stop building it once it is over the limit.
+                    let room = self.lex.max_expansion.saturating_sub(self.expanded);
+                    program
+                        .replace_all(&value, &replacement, room)
+                        .ok_or_else(|| located(self.too_large()))
                 } else {
-                    program.replace_first(&value, &replacement)
-                })
+                    Ok(program.replace_first(&value, &replacement))
+                }
             }
             other => Err(located(ShellErrorKind::UnsupportedModifier {
                 modifier: other.to_string(),
@@ -746,11 +794,19 @@ impl<E: ShellEnv + ?Sized> WordState<'_, E> {
         name
     }
 
-    fn get_env(&mut self, name: &str) -> Option<String> {
-        match self.env.get(name) {
+    fn too_large(&self) -> ShellErrorKind {
+        ShellErrorKind::TooLarge {
+            limit: self.lex.max_expansion,
+        }
+    }
+
+    /// The value of `name`, borrowed: a lookup whose value is not used costs nothing.
+    fn get_env(&mut self, name: &str) -> Option<&'a str> {
+        let env: &'a E = self.env;
+        match env.get(name) {
             Some(value) => {
                 self.matched.insert(name.to_owned());
-                Some(value.to_owned())
+                Some(value)
             }
             None => {
                 self.unmatched.insert(name.to_owned());
@@ -943,7 +999,8 @@ impl Program {
     }
 
     /// Go's `Regexp.ReplaceAllString`, empty-match rules and `$` templates included.
-    fn replace_all(&self, text: &[char], template: &str) -> String {
+    /// `None` as soon as the result is longer than `limit` bytes.
+    fn replace_all(&self, text: &[char], template: &str, limit: usize) -> Option<String> {
         let mut out = String::new();
         let mut last_end = 0;
         let mut search = 0;
@@ -955,7 +1012,10 @@ impl Program {
             // No replacement for an empty match right after the previous match.
             if end > last_end || start == 0 {
                 let matched: String = text.get(start..end).unwrap_or_default().iter().collect();
-                expand_template(&mut out, template, &matched);
+                expand_template(&mut out, template, &matched, limit)?;
+            }
+            if out.len() > limit {
+                return None;
             }
             last_end = end;
             // Always advance at least one character.
@@ -969,7 +1029,7 @@ impl Program {
             }
         }
         out.extend(text.get(last_end..).unwrap_or_default());
-        out
+        (out.len() <= limit).then_some(out)
     }
 
     /// BuildKit's `${VAR/p/r}`: the first match replaced by `replacement`, verbatim.
@@ -1032,9 +1092,13 @@ impl ThreadList {
 
 /// Go's `Regexp.Expand` for a pattern without groups: `$$` is `$`, `$0` and `${0}` the
 /// match, any other `$name` or `${name}` nothing, and a malformed `$` stays literal.
-fn expand_template(out: &mut String, template: &str, matched: &str) {
+/// `None` as soon as `out` is longer than `limit` bytes (`$0$0$0...` of a long match).
+fn expand_template(out: &mut String, template: &str, matched: &str, limit: usize) -> Option<()> {
     let mut rest = template;
     while let Some(dollar) = rest.find('$') {
+        if out.len() > limit {
+            return None;
+        }
         out.push_str(rest.get(..dollar).unwrap_or_default());
         rest = rest.get(dollar + 1..).unwrap_or_default();
         if let Some(after) = rest.strip_prefix('$') {
@@ -1053,6 +1117,7 @@ fn expand_template(out: &mut String, template: &str, matched: &str) {
         }
     }
     out.push_str(rest);
+    Some(())
 }
 
 /// Go's `extract`: a leading `name` or `{name}`; says whether it names group 0 (the
@@ -1548,7 +1613,7 @@ mod tests {
         assert_eq!(word("${X//b/$D}", &vars).unwrap(), "a$c");
         assert_eq!(word("${X//b/$N}", &vars).unwrap(), "ac");
         let mut out = String::new();
-        expand_template(&mut out, "${0}|$00|$0x|${0|$|$ |${}", "M");
+        expand_template(&mut out, "${0}|$00|$0x|${0|$|$ |${}", "M", usize::MAX);
         assert_eq!(out, "M|||${0|$|$ |${}");
     }
 

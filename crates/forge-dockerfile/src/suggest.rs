@@ -39,8 +39,16 @@ pub fn search<'a>(
         return None;
     }
     let mut best: Option<(usize, &str)> = None;
+    let value_len = value.chars().count();
     for c in candidates {
-        let d = levenshtein(&value, &fold(c));
+        let c_folded = fold(c);
+        // The distance is at least the difference in length: a candidate more
+        // than 2 characters longer or shorter can never be suggested, so skip
+        // the O(n·m) comparison (a 10 MB unknown word must not cost seconds).
+        if c_folded.chars().count().abs_diff(value_len) > 2 {
+            continue;
+        }
+        let d = levenshtein(&value, &c_folded);
         if d == 0 {
             return None;
         }
