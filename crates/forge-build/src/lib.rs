@@ -1,6 +1,7 @@
 //! # forge-build
 //!
-//! Dockerfile to image. The pieces, in the order a build runs them:
+//! Dockerfile to image. [`build::build`] runs the whole thing; the pieces,
+//! in the order a build runs them:
 //! - [`lower`] turns typed instructions into a [`graph::Graph`] of
 //!   content-addressed operations (image, exec, copy, mkdir, merge) and, per
 //!   stage, the image config and history it produces, with BuildKit's ARG/ENV
@@ -8,16 +9,23 @@
 //! - [`context`] selects COPY sources in the build context (globs,
 //!   `.dockerignore`, never outside the root) and digests exactly what they
 //!   select, with a stat cache so unchanged files are not read again.
+//! - [`solve`] runs what the target needs, in parallel where the graph
+//!   allows, each step from the cache when its key (op, inputs' keys, the
+//!   context content it reads) was seen before; [`export`] turns the target
+//!   stage's result into an image config, manifest and names in the store.
 //! - [`progress`] is the stream of events a build reports, rendered by the CLI.
 //! - [`graph`] holds the vertices; a vertex's digest covers its operation and
 //!   its inputs' digests, so equal work has equal identity.
 //! - [`ops`] performs the file operations of a step: [`ops::copy`] writes a
 //!   COPY/ADD's new files into an empty directory that becomes its layer.
+pub mod build;
 pub mod context;
+pub mod export;
 pub mod graph;
 pub mod lower;
 pub mod ops;
 pub mod progress;
+pub mod solve;
 
 pub use graph::{Graph, Op, Vertex, VertexId};
 pub use lower::{lower, ImageResolver, LowerError, LowerOptions, Plan, ResolvedImage, StageOutput};

@@ -133,6 +133,30 @@ pub enum StoreError {
     /// A name is not a valid image reference.
     #[error(transparent)]
     Reference(#[from] ReferenceError),
+    /// A snapshot is not in the store (`needed_by`: the snapshot whose parent it is).
+    #[error("snapshot {chain_id} is missing{}", needed_by.as_ref().map(|c| format!(" (the parent of snapshot {c})")).unwrap_or_default())]
+    NoSnapshot {
+        /// Its chain ID.
+        chain_id: Digest,
+        /// The snapshot on top of it that needs it, if the walk came from one.
+        needed_by: Option<Digest>,
+    },
+    /// A snapshot cannot be removed while another one is on top of it.
+    #[error("snapshot {chain_id} is the parent of snapshot {child}: remove that one first")]
+    SnapshotInUse {
+        /// The snapshot asked to be removed.
+        chain_id: Digest,
+        /// One snapshot whose parent it is.
+        child: Digest,
+    },
+    /// Snapshot metadata loops back on itself or is deeper than any image can be.
+    #[error("snapshot chain ending at {chain_id} is broken: {reason}")]
+    BrokenChain {
+        /// The top of the chain.
+        chain_id: Digest,
+        /// What is wrong.
+        reason: String,
+    },
     /// A JSON document could not be serialised.
     #[error("serialising {what}: {source}")]
     Serialise {

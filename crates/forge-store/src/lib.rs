@@ -29,6 +29,12 @@
 //!   untags.
 //! - [`snapshot`] unpacks layers into `snapshots/` (prepare in `tmp/`, commit by rename)
 //!   keyed by chain ID, and gives the overlay lowerdirs of an image.
+//! - [`active`] is the snapshotter the builder runs steps on: [`Store::prepare`] stages a
+//!   writable [`ActiveSnapshot`] (upper and work dirs in `tmp/`) on a committed chain
+//!   ([`Store::view`] gives its lowerdirs), [`Store::commit`] turns the upper into a layer
+//!   blob and renames it into `snapshots/` as the new snapshot ([`CommittedLayer`]),
+//!   [`Store::snapshot_layer`] rebases a layer onto another parent, and
+//!   [`Store::remove_snapshot`] removes one nothing is on top of.
 //! - [`import`], [`transfer`] (load and save) and [`manage`] (rmi, prune, df) are the
 //!   operations behind the CLI commands of the same names; [`gc`] removes what nothing
 //!   reaches. [`pgzip`] compresses layers on every core (pigz's independent blocks, so
@@ -37,6 +43,7 @@
 //! Errors are one enum, [`StoreError`], whose variants carry the path, digest or name they
 //! are about.
 
+pub mod active;
 pub mod error;
 pub mod gc;
 pub mod images;
@@ -48,6 +55,7 @@ pub mod snapshot;
 mod store;
 pub mod transfer;
 
+pub use active::{chain_id, ActiveSnapshot, CommitOptions, CommittedLayer};
 pub use error::{Result, StoreError};
 pub use gc::{GcReport, GcRoots};
 pub use images::{ImageList, ImageRecord, Matched, Resolved, Retagged};

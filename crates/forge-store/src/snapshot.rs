@@ -207,7 +207,7 @@ impl Store {
         Ok(chains)
     }
 
-    fn unpack_layer(
+    pub(crate) fn unpack_layer(
         &self,
         layer: &Digest,
         diff_id: &Digest,

@@ -1,6 +1,7 @@
 //! One module per subcommand: its clap arguments and a `run` that calls the
 //! library and prints.
 
+pub mod build;
 pub mod check;
 pub mod df;
 pub mod history;

@@ -1,0 +1,880 @@
+//! The solver: runs the vertices a build needs, in parallel where the graph
+//! allows, each one either taken from the cache or executed.
+//!
+//! A vertex's result is a [`Chain`]: the committed snapshots (one per layer)
+//! of the filesystem it produced. Its cache key is a digest over the vertex's
+//! own digest (op and inputs), its inputs' cache keys, and the content digest
+//! of whatever it reads from the build context, so a key changes exactly when
+//! the step's result could. Keys map to chains in the store's `cache/`,
+//! written atomically; an entry whose snapshots or blobs are gone is a miss,
+//! never an error. A failing step leaves the cache of the steps before it.
+
+use crate::context::{BuildContext, StatCache};
+use crate::graph::{ExecMount, Network, Op, Source, Vertex, VertexId};
+use crate::lower::Plan;
+use crate::ops::copy::{self, CopyRequest, CopySource};
+use crate::progress::{Event, Progress};
+use forge_oci::layer::SourceKind;
+use forge_oci::{Algorithm, Compression, Digest, Hasher};
+use forge_sandbox::{MountSpec, ProcessSpec, RootFs, RootFsView, SandboxSpec, Stdio};
+use forge_store::active::{ActiveSnapshot, CommitOptions};
+use forge_store::{Store, StoreDir};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+/// One layer of a result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layer {
+    pub chain_id: Digest,
+    pub diff_id: Digest,
+    pub blob: Digest,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// The filesystem a vertex produced: its layers, base first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chain {
+    pub layers: Vec<Layer>,
+}
+
+impl Chain {
+    /// The chain id of the top snapshot (`None`: empty filesystem).
+    pub fn top(&self) -> Option<&Digest> {
+        self.layers.last().map(|l| &l.chain_id)
+    }
+}
+
+/// A secret given with `--secret`: never in a layer, the config, the history
+/// or a cache key.
+#[derive(Clone)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+pub struct SolveOptions<'a> {
+    pub store: &'a Store,
+    pub context: Option<&'a BuildContext>,
+    pub stat_cache: &'a Mutex<StatCache>,
+    pub no_cache: bool,
+    pub secrets: &'a BTreeMap<String, Secret>,
+    /// Steps run at once (at least 1).
+    pub jobs: usize,
+    pub source_date_epoch: Option<i64>,
+    pub progress: &'a dyn Progress,
+    /// Where the sandbox keeps its lock files.
+    pub sandbox_state: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SolveError {
+    #[error("{name}: process \"{command}\" did not complete successfully: exit code: {code}")]
+    RunFailed {
+        vertex: VertexId,
+        name: String,
+        line: Option<u32>,
+        command: String,
+        code: i32,
+        /// The last lines of its output.
+        tail: Vec<String>,
+    },
+    #[error("{name}: {message}")]
+    Step {
+        vertex: VertexId,
+        name: String,
+        line: Option<u32>,
+        message: String,
+    },
+}
+
+impl SolveError {
+    pub fn line(&self) -> Option<u32> {
+        match self {
+            SolveError::RunFailed { line, .. } | SolveError::Step { line, .. } => *line,
+        }
+    }
+}
+
+/// Output lines kept for an error message.
+const TAIL: usize = 20;
+
+/// Solves `roots` and what they need; returns each needed vertex's chain.
+pub fn solve(
+    plan: &Plan,
+    roots: &[VertexId],
+    opts: &SolveOptions<'_>,
+) -> Result<Vec<Option<Chain>>, SolveError> {
+    let graph = &plan.graph;
+    let needed = graph.needed(roots);
+    struct State {
+        results: Vec<Option<(Chain, Digest)>>,
+        started: Vec<bool>,
+        failed: Option<SolveError>,
+        running: usize,
+    }
+    let state = Mutex::new(State {
+        results: vec![None; graph.vertices.len()],
+        started: vec![false; graph.vertices.len()],
+        failed: None,
+        running: 0,
+    });
+    let wake = Condvar::new();
+    let queue: VecDeque<VertexId> = needed.iter().copied().collect();
+    let jobs = opts.jobs.max(1).min(needed.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                let mut st = state.lock().expect("solver state lock");
+                let next = loop {
+                    if st.failed.is_some() {
+                        return;
+                    }
+                    let ready = queue.iter().copied().find(|&v| {
+                        !st.started[v]
+                            && graph.vertices[v]
+                                .inputs
+                                .iter()
+                                .all(|&i| st.results[i].is_some())
+                    });
+                    if let Some(v) = ready {
+                        break v;
+                    }
+                    if queue.iter().all(|&v| st.started[v]) && st.running == 0 {
+                        return;
+                    }
+                    st = wake.wait(st).expect("solver state lock");
+                };
+                st.started[next] = true;
+                st.running += 1;
+                let inputs: Vec<(Chain, Digest)> = graph.vertices[next]
+                    .inputs
+                    .iter()
+                    .map(|&i| st.results[i].clone().expect("inputs are solved"))
+                    .collect();
+                drop(st);
+                let outcome = solve_one(plan, next, &inputs, opts);
+                let mut st = state.lock().expect("solver state lock");
+                st.running -= 1;
+                match outcome {
+                    Ok(r) => st.results[next] = Some(r),
+                    Err(e) => {
+                        if st.failed.is_none() {
+                            st.failed = Some(e);
+                        }
+                    }
+                }
+                wake.notify_all();
+            });
+        }
+    });
+    let st = state.into_inner().expect("solver state lock");
+    if let Some(e) = st.failed {
+        return Err(e);
+    }
+    Ok(st.results.into_iter().map(|r| r.map(|(c, _)| c)).collect())
+}
+
+fn step_error(v: &Vertex, vertex: VertexId, message: impl std::fmt::Display) -> SolveError {
+    SolveError::Step {
+        vertex,
+        name: v.name.clone(),
+        line: v.line,
+        message: message.to_string(),
+    }
+}
+
+/// Cache key, then cache lookup, then execution.
+fn solve_one(
+    plan: &Plan,
+    id: VertexId,
+    inputs: &[(Chain, Digest)],
+    opts: &SolveOptions<'_>,
+) -> Result<(Chain, Digest), SolveError> {
+    let v = &plan.graph.vertices[id];
+    let err = |m: &dyn std::fmt::Display| step_error(v, id, m);
+    let mut h = Hasher::new(Algorithm::Sha256);
+    h.update(b"forge-cache-v1\0");
+    h.update(v.digest.as_str().as_bytes());
+    for (_, key) in inputs {
+        h.update(b"\0input\0");
+        h.update(key.as_str().as_bytes());
+    }
+    for d in context_reads(v, opts).map_err(|e| err(&e))? {
+        h.update(b"\0context\0");
+        h.update(d.as_str().as_bytes());
+    }
+    let key = h.finish();
+    let started = Instant::now();
+    let cacheable = !matches!(v.op, Op::Image { .. } | Op::Scratch);
+    if cacheable && !opts.no_cache {
+        if let Some(chain) = cache_get(opts.store, &key) {
+            opts.progress.event(Event::Cached {
+                vertex: id,
+                name: v.name.clone(),
+            });
+            return Ok((chain, key));
+        }
+    }
+    if cacheable {
+        opts.progress.event(Event::Started {
+            vertex: id,
+            name: v.name.clone(),
+        });
+    }
+    let chains: Vec<&Chain> = inputs.iter().map(|(c, _)| c).collect();
+    let result = execute(plan, id, &chains, opts);
+    match result {
+        Ok(chain) => {
+            if cacheable {
+                // A cache that cannot be written only costs a rebuild later.
+                let _ = cache_put(opts.store, &key, &chain);
+                opts.progress.event(Event::Done {
+                    vertex: id,
+                    name: v.name.clone(),
+                    elapsed: started.elapsed(),
+                });
+            }
+            Ok((chain, key))
+        }
+        Err(e) => {
+            opts.progress.event(Event::Failed {
+                vertex: id,
+                name: v.name.clone(),
+                elapsed: started.elapsed(),
+                message: e.to_string(),
+            });
+            Err(e)
+        }
+    }
+}
+
+/// Content digests of what the vertex reads from the build context.
+fn context_reads(v: &Vertex, opts: &SolveOptions<'_>) -> Result<Vec<Digest>, String> {
+    let mut out = Vec::new();
+    let digest_of = |c: &crate::graph::Copy| -> Result<Digest, String> {
+        let ctx = opts
+            .context
+            .ok_or_else(|| "this step reads the build context, but there is none".to_string())?;
+        let mut cache = opts.stat_cache.lock().map_err(|e| e.to_string())?;
+        copy::source_digest(c, ctx, &mut cache).map_err(|e| e.to_string())
+    };
+    match &v.op {
+        Op::Copy(c) if c.from == Source::Context => out.push(digest_of(c)?),
+        Op::Exec(e) => {
+            for m in &e.mounts {
+                if let ExecMount::Bind {
+                    from: Source::Context,
+                    source,
+                    ..
+                } = m
+                {
+                    if source.starts_with("inline:") {
+                        continue;
+                    }
+                    out.push(digest_of(&crate::graph::Copy {
+                        from: Source::Context,
+                        sources: vec![source.clone()],
+                        inline: Vec::new(),
+                        dest: "/".into(),
+                        chown: None,
+                        chmod: None,
+                        link: false,
+                        exclude: Vec::new(),
+                        parents: false,
+                        add: None,
+                    })?);
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(out)
+}
+
+fn cache_path(store: &Store, key: &Digest) -> PathBuf {
+    store
+        .dir(StoreDir::Cache)
+        .join(format!("{}.json", key.hex()))
+}
+
+/// A cache entry, if it is complete: every snapshot and blob still there.
+fn cache_get(store: &Store, key: &Digest) -> Option<Chain> {
+    let bytes = std::fs::read(cache_path(store, key)).ok()?;
+    let chain: Chain = serde_json::from_slice(&bytes).ok()?;
+    chain
+        .layers
+        .iter()
+        .all(|l| store.has_snapshot(&l.chain_id) && store.has_blob(&l.blob))
+        .then_some(chain)
+}
+
+/// Records a result: temp file, fsync, rename; a reader never sees half.
+fn cache_put(store: &Store, key: &Digest, chain: &Chain) -> std::io::Result<()> {
+    let path = cache_path(store, key);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = store.tmp_path("cache");
+    let bytes = serde_json::to_vec(chain).map_err(std::io::Error::other)?;
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, &bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)
+}
+
+/// A read-only view of a chain's filesystem, as a path. Holding it keeps
+/// the detached mount alive.
+struct View {
+    _mount: Option<RootFsView>,
+    path: Option<PathBuf>,
+}
+
+impl View {
+    fn open(store: &Store, chain: &Chain) -> Result<View, String> {
+        let lowerdirs = store.view(chain.top()).map_err(|e| e.to_string())?;
+        match lowerdirs.as_slice() {
+            [] => Ok(View {
+                _mount: None,
+                path: None,
+            }),
+            [single] => Ok(View {
+                _mount: None,
+                path: Some(single.clone()),
+            }),
+            _ => {
+                let mount = RootFsView::open(&RootFs::Overlay {
+                    lowerdirs,
+                    upperdir: None,
+                    workdir: None,
+                })
+                .map_err(|e| e.to_string())?;
+                // The detached mount is reachable through its descriptor.
+                let path = PathBuf::from(format!("/proc/self/fd/{}", mount.as_fd().as_raw_fd()));
+                Ok(View {
+                    _mount: Some(mount),
+                    path: Some(path),
+                })
+            }
+        }
+    }
+
+    fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+}
+
+fn commit(
+    store: &Store,
+    active: ActiveSnapshot,
+    parent: &Chain,
+    source: SourceKind,
+    sde: Option<i64>,
+) -> Result<Chain, String> {
+    let committed = store
+        .commit(
+            active,
+            &CommitOptions {
+                source,
+                compression: Compression::Gzip,
+                level: None,
+                source_date_epoch: sde,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    let mut chain = parent.clone();
+    if let Some(c) = committed {
+        chain.layers.push(Layer {
+            chain_id: c.chain_id,
+            diff_id: c.diff_id,
+            blob: c.blob,
+            size: c.blob_size,
+            media_type: c.media_type,
+        });
+    }
+    Ok(chain)
+}
+
+fn execute(
+    plan: &Plan,
+    id: VertexId,
+    inputs: &[&Chain],
+    opts: &SolveOptions<'_>,
+) -> Result<Chain, SolveError> {
+    let v = &plan.graph.vertices[id];
+    let err = |m: String| step_error(v, id, m);
+    let store = opts.store;
+    match &v.op {
+        Op::Scratch => Ok(Chain::default()),
+        Op::Image {
+            reference,
+            manifest,
+        } => image_chain(store, reference, manifest).map_err(err),
+        Op::Merge => {
+            let base = inputs.first().copied().cloned().unwrap_or_default();
+            let top = inputs.get(1).copied().cloned().unwrap_or_default();
+            let mut chain = base;
+            for l in top.layers {
+                let chain_id = store
+                    .snapshot_layer(chain.top(), &l.blob, &l.diff_id)
+                    .map_err(|e| err(e.to_string()))?;
+                chain.layers.push(Layer { chain_id, ..l });
+            }
+            Ok(chain)
+        }
+        Op::Mkdir { path, user } => {
+            let parent = inputs.first().copied().cloned().unwrap_or_default();
+            let view = View::open(store, &parent).map_err(err)?;
+            let active = store
+                .prepare(parent.top())
+                .map_err(|e| err(e.to_string()))?;
+            mkdir_in_layer(view.path(), &active.upper(), path, user).map_err(err)?;
+            commit(
+                store,
+                active,
+                &parent,
+                SourceKind::Directory,
+                opts.source_date_epoch,
+            )
+            .map_err(err)
+        }
+        Op::Copy(c) => {
+            let (dest, source_chain) = if c.link {
+                (Chain::default(), inputs.first().copied())
+            } else {
+                (inputs[0].clone(), inputs.get(1).copied())
+            };
+            let dest_view = View::open(store, &dest).map_err(err)?;
+            let source_view = match (&c.from, source_chain) {
+                (Source::Vertex(_), Some(chain)) => Some(View::open(store, chain).map_err(err)?),
+                _ => None,
+            };
+            let empty = tempdir_in(store).map_err(err)?;
+            let source =
+                match (&c.from, &source_view) {
+                    (Source::Context, _) => CopySource::Context(opts.context.ok_or_else(|| {
+                        err("COPY from the build context, but there is none".into())
+                    })?),
+                    (Source::Vertex(_), Some(view)) => {
+                        CopySource::Tree(view.path().unwrap_or(empty.path()))
+                    }
+                    (Source::Vertex(_), None) => CopySource::Tree(empty.path()),
+                };
+            let active = store.prepare(dest.top()).map_err(|e| err(e.to_string()))?;
+            let upper = active.upper();
+            copy::copy(&CopyRequest {
+                op: c,
+                source,
+                dest_view: dest_view.path(),
+                users_view: None,
+                diff_dir: &upper,
+            })
+            .map_err(|e| {
+                err(format!(
+                    "{} failed: {e}",
+                    if c.add.is_some() { "ADD" } else { "COPY" }
+                ))
+            })?;
+            drop(source_view);
+            commit(
+                store,
+                active,
+                &dest,
+                SourceKind::Directory,
+                opts.source_date_epoch,
+            )
+            .map_err(err)
+        }
+        Op::Exec(e) => run_exec(v, id, e, inputs[0], opts),
+    }
+}
+
+fn tempdir_in(store: &Store) -> Result<TempDir, String> {
+    let path = store.tmp_path("empty");
+    std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(TempDir(path))
+}
+
+/// A directory under the store's tmp/, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The chain of an image in the store, unpacked.
+fn image_chain(store: &Store, reference: &str, manifest: &Digest) -> Result<Chain, String> {
+    let list = store.images().map_err(|e| e.to_string())?;
+    let image = list
+        .images
+        .into_iter()
+        .find(|i| {
+            forge_oci::image::descriptor_digest(&i.manifest)
+                .ok()
+                .as_ref()
+                == Some(manifest)
+        })
+        .ok_or_else(|| format!("image {reference} ({manifest}) is no longer in the store"))?;
+    let chain_ids = store.unpack(&image).map_err(|e| e.to_string())?;
+    let mut layers = Vec::new();
+    for ((desc, diff_id), chain_id) in image
+        .layers
+        .iter()
+        .zip(&image.config.rootfs.diff_ids)
+        .zip(chain_ids)
+    {
+        layers.push(Layer {
+            chain_id,
+            diff_id: diff_id.clone(),
+            blob: forge_oci::image::descriptor_digest(desc).map_err(|e| e.to_string())?,
+            size: desc.size(),
+            media_type: forge_oci::image::media_type_str(desc),
+        });
+    }
+    Ok(Chain { layers })
+}
+
+/// WORKDIR: the directory and missing parents, in the layer; parents that
+/// exist keep their metadata (recreated as they are), new ones are 0755 and
+/// owned by the current USER.
+fn mkdir_in_layer(view: Option<&Path>, upper: &Path, path: &str, user: &str) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (uid, gid) = if user.is_empty() {
+        (0, 0)
+    } else {
+        match view {
+            Some(v) => {
+                let root = std::fs::File::open(v).map_err(|e| e.to_string())?;
+                let u =
+                    forge_sandbox::users::resolve_user_in(std::os::fd::AsFd::as_fd(&root), user)
+                        .map_err(|e| e.to_string())?;
+                (u.uid, u.gid)
+            }
+            None => (0, 0),
+        }
+    };
+    let mut rel = PathBuf::new();
+    for comp in path.split('/').filter(|c| !c.is_empty()) {
+        rel.push(comp);
+        let existing = view.and_then(|v| std::fs::symlink_metadata(v.join(&rel)).ok());
+        let target = upper.join(&rel);
+        match existing {
+            Some(m) if m.is_dir() => {
+                std::fs::create_dir_all(&target)
+                    .map_err(|e| format!("{}: {e}", target.display()))?;
+                std::fs::set_permissions(
+                    &target,
+                    std::fs::Permissions::from_mode(m.mode() & 0o7777),
+                )
+                .map_err(|e| e.to_string())?;
+                std::os::unix::fs::lchown(&target, Some(m.uid()), Some(m.gid()))
+                    .map_err(|e| e.to_string())?;
+            }
+            Some(_) => {
+                return Err(format!(
+                    "WORKDIR {path}: /{} is not a directory",
+                    rel.display()
+                ))
+            }
+            None => {
+                std::fs::create_dir_all(&target)
+                    .map_err(|e| format!("{}: {e}", target.display()))?;
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| e.to_string())?;
+                std::os::unix::fs::lchown(&target, Some(uid), Some(gid))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    // Existing directories are not part of the change: if the whole path
+    // already existed, nothing new was made and the layer is empty.
+    let all_existed = view.is_some_and(|v| {
+        std::fs::symlink_metadata(v.join(path.trim_start_matches('/'))).is_ok_and(|m| m.is_dir())
+    });
+    if all_existed {
+        for entry in std::fs::read_dir(upper).map_err(|e| e.to_string())? {
+            let p = entry.map_err(|e| e.to_string())?.path();
+            std::fs::remove_dir_all(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn run_exec(
+    v: &Vertex,
+    id: VertexId,
+    e: &crate::graph::Exec,
+    parent: &Chain,
+    opts: &SolveOptions<'_>,
+) -> Result<Chain, SolveError> {
+    let err = |m: String| step_error(v, id, m);
+    let store = opts.store;
+    let active = store
+        .prepare(parent.top())
+        .map_err(|e| err(e.to_string()))?;
+    let lowerdirs = active.lowerdirs().to_vec();
+    // Users resolve in the step's root filesystem.
+    let (uid, gid, groups) = {
+        let view = View::open(store, parent).map_err(err)?;
+        let spec = if e.user.is_empty() {
+            "0"
+        } else {
+            e.user.as_str()
+        };
+        match view.path() {
+            Some(p) => {
+                let f = std::fs::File::open(p).map_err(|x| err(x.to_string()))?;
+                let u = forge_sandbox::users::resolve_user_in(std::os::fd::AsFd::as_fd(&f), spec)
+                    .map_err(|x| err(format!("unable to find user {spec}: {x}")))?;
+                (u.uid, u.gid, u.additional_gids)
+            }
+            None => (0, 0, Vec::new()),
+        }
+    };
+    // The working directory must exist: make it in the upper dir if the
+    // image lacks it (it then belongs to the step's layer, as with runc).
+    {
+        let cwd_rel = e.cwd.trim_start_matches('/');
+        let exists = lowerdirs.iter().any(|l| l.join(cwd_rel).is_dir());
+        if !cwd_rel.is_empty() && !exists {
+            std::fs::create_dir_all(active.upper().join(cwd_rel))
+                .map_err(|x| err(x.to_string()))?;
+        }
+    }
+    let scratch = tempdir_in(store).map_err(err)?;
+    let mut mounts = Vec::new();
+    let mut env = e.env.clone();
+    let mut held_locks = Vec::new();
+    for (i, m) in e.mounts.iter().enumerate() {
+        match m {
+            ExecMount::Tmpfs { target, size } => mounts.push(MountSpec::Tmpfs {
+                target: target.into(),
+                size: *size,
+                mode: 0o1777,
+            }),
+            ExecMount::Cache {
+                target,
+                id: cache_id,
+                sharing,
+                readonly,
+                uid,
+                gid,
+                mode,
+                ..
+            } => {
+                let name = Digest::sha256_of(cache_id.as_bytes());
+                let dir = store.dir(StoreDir::Cache).join("mounts").join(name.hex());
+                if !dir.exists() {
+                    std::fs::create_dir_all(&dir).map_err(|x| err(x.to_string()))?;
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(*mode))
+                        .map_err(|x| err(x.to_string()))?;
+                    std::os::unix::fs::chown(&dir, Some(*uid), Some(*gid))
+                        .map_err(|x| err(x.to_string()))?;
+                }
+                if sharing != "shared" {
+                    // locked (and private, approximated): one step at a time.
+                    let lock = forge_store::lock::lock(
+                        &dir.with_extension("lock"),
+                        forge_store::lock::LockMode::Exclusive,
+                    )
+                    .map_err(|x| err(x.to_string()))?;
+                    held_locks.push(lock);
+                }
+                mounts.push(MountSpec::Bind {
+                    source: dir,
+                    target: target.into(),
+                    readonly: *readonly,
+                });
+            }
+            ExecMount::Bind {
+                target,
+                from,
+                source,
+                readonly,
+            } => {
+                if let Some(content) = source.strip_prefix("inline:") {
+                    let file = scratch.path().join(format!("inline-{i}"));
+                    std::fs::write(&file, content).map_err(|x| err(x.to_string()))?;
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
+                        .map_err(|x| err(x.to_string()))?;
+                    mounts.push(MountSpec::Bind {
+                        source: file,
+                        target: target.into(),
+                        readonly: true,
+                    });
+                    continue;
+                }
+                let rel = forge_dockerfile::dockerignore::clean_path(&format!("/{source}"));
+                let rel = rel.trim_start_matches('/');
+                let host = match from {
+                    Source::Context => opts
+                        .context
+                        .ok_or_else(|| {
+                            err("RUN --mount from the build context, but there is none".into())
+                        })?
+                        .root()
+                        .join(rel),
+                    Source::Vertex(_) => {
+                        return Err(err(
+                            "RUN --mount=type=bind,from=<stage or image> is not supported yet"
+                                .into(),
+                        ))
+                    }
+                };
+                let source_path = if *readonly {
+                    host
+                } else {
+                    // Writes to a read-write bind are discarded: bind a copy.
+                    let copy_dir = scratch.path().join(format!("bind-{i}"));
+                    let status = std::process::Command::new("cp")
+                        .arg("-a")
+                        .arg(&host)
+                        .arg(&copy_dir)
+                        .status()
+                        .map_err(|x| err(x.to_string()))?;
+                    if !status.success() {
+                        return Err(err(format!(
+                            "copying {} for a read-write bind failed",
+                            host.display()
+                        )));
+                    }
+                    copy_dir
+                };
+                mounts.push(MountSpec::Bind {
+                    source: source_path,
+                    target: target.into(),
+                    readonly: *readonly,
+                });
+            }
+            ExecMount::Secret {
+                id: secret_id,
+                target,
+                env: env_name,
+                required,
+                uid,
+                gid,
+                mode,
+            } => {
+                let Some(secret) = opts.secrets.get(secret_id) else {
+                    if *required {
+                        return Err(err(format!("secret {secret_id} not found")));
+                    }
+                    continue;
+                };
+                if let Some(name) = env_name {
+                    env.push(format!("{name}={}", String::from_utf8_lossy(&secret.0)));
+                }
+                if let Some(target) = target {
+                    let file = scratch.path().join(format!("secret-{i}"));
+                    std::fs::write(&file, &secret.0).map_err(|x| err(x.to_string()))?;
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(*mode))
+                        .map_err(|x| err(x.to_string()))?;
+                    std::os::unix::fs::chown(&file, Some(*uid), Some(*gid))
+                        .map_err(|x| err(x.to_string()))?;
+                    mounts.push(MountSpec::Bind {
+                        source: file,
+                        target: target.into(),
+                        readonly: true,
+                    });
+                }
+            }
+        }
+    }
+    let (reader, writer) = nix::unistd::pipe().map_err(|x| err(x.to_string()))?;
+    let writer = Arc::new(writer);
+    let mut process = ProcessSpec::new(e.args.clone());
+    process.env = env;
+    process.cwd = PathBuf::from(&e.cwd);
+    process.uid = uid;
+    process.gid = gid;
+    process.additional_gids = groups;
+    process.stdin = Stdio::Null;
+    process.stdout = Stdio::Fd(writer.clone());
+    process.stderr = Stdio::Fd(writer);
+    let mut spec = SandboxSpec::new(
+        RootFs::Overlay {
+            lowerdirs,
+            upperdir: Some(active.upper()),
+            workdir: Some(active.work()),
+        },
+        process,
+    );
+    spec.hostname = "buildkitsandbox".into();
+    spec.network = match e.network {
+        Network::None => forge_sandbox::Network::None,
+        Network::Host | Network::Default => forge_sandbox::Network::Host,
+    };
+    spec.mounts = mounts;
+    spec.state_dir = opts.sandbox_state.clone();
+    if e.insecure {
+        spec.capabilities = Some(forge_sandbox::CapSet::all());
+    }
+    let tail = Mutex::new(VecDeque::with_capacity(TAIL));
+    let status = std::thread::scope(|s| -> Result<forge_sandbox::ExitStatus, String> {
+        let sandbox = forge_sandbox::Sandbox::spawn(&spec);
+        // The spec holds the pipe's write end; drop it so EOF comes when the
+        // process (and all it started) is gone.
+        drop(spec);
+        let sandbox = sandbox.map_err(|x| x.to_string())?;
+        let reader_thread = s.spawn(|| {
+            let r = BufReader::new(std::fs::File::from(reader));
+            for line in r.split(b'\n') {
+                let Ok(line) = line else { break };
+                let line = String::from_utf8_lossy(&line).into_owned();
+                opts.progress.event(Event::Output {
+                    vertex: id,
+                    line: line.clone(),
+                });
+                let mut t = tail.lock().expect("tail lock");
+                if t.len() == TAIL {
+                    t.pop_front();
+                }
+                t.push_back(line);
+            }
+        });
+        let status = sandbox.wait().map_err(|x| x.to_string());
+        let _ = reader_thread.join();
+        status
+    })
+    .map_err(err)?;
+    drop(held_locks);
+    match status.code() {
+        0 => commit(
+            store,
+            active,
+            parent,
+            SourceKind::OverlayUpper,
+            opts.source_date_epoch,
+        )
+        .map_err(err),
+        code => Err(SolveError::RunFailed {
+            vertex: id,
+            name: v.name.clone(),
+            line: v.line,
+            command: e.args.join(" "),
+            code,
+            tail: tail.into_inner().expect("tail lock").into(),
+        }),
+    }
+}

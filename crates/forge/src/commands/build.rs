@@ -1,0 +1,283 @@
+//! `forge build`: docker/buildx's flags; progress as BuildKit prints it.
+
+use super::human::{fail, open_store, source_date_epoch};
+use super::Source;
+use forge_build::build::{build, BuildError, BuildRequest};
+use forge_build::graph::Network;
+use forge_build::progress::{Event, Progress};
+use forge_build::solve::{Secret, SolveError};
+use forge_oci::Reference;
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Name and optionally a tag (`name:tag`); may be repeated
+    #[arg(short = 't', long = "tag")]
+    tags: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile; `-` for standard input)
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
+    /// Set a build-time variable (`KEY=VALUE`, or `KEY` to take it from the environment)
+    #[arg(long = "build-arg")]
+    build_args: Vec<String>,
+    /// The stage to build
+    #[arg(long)]
+    target: Option<String>,
+    /// Do not use the cache
+    #[arg(long)]
+    no_cache: bool,
+    /// Set metadata for the image (`KEY=VALUE`)
+    #[arg(long = "label")]
+    labels: Vec<String>,
+    /// Network for RUN instructions: default, none or host
+    #[arg(long)]
+    network: Option<String>,
+    /// A secret for RUN --mount=type=secret: `id=ID[,src=PATH|,env=VAR]`
+    #[arg(long = "secret")]
+    secrets: Vec<String>,
+    /// Progress output: auto, tty, plain or quiet
+    #[arg(long, default_value = "auto")]
+    progress: String,
+    /// Print only the image id
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Write the image id to this file
+    #[arg(long)]
+    iidfile: Option<PathBuf>,
+    /// Steps run at once (default: the number of cores)
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// The build context directory
+    context: PathBuf,
+}
+
+/// BuildKit's plain progress: `#N name`, output lines, `#N DONE 0.2s`,
+/// `#N CACHED`. Vertices are numbered in the order they are first seen.
+struct Plain {
+    start: Instant,
+    numbers: Mutex<BTreeMap<usize, (usize, Instant)>>,
+    quiet: bool,
+}
+
+impl Plain {
+    fn number(&self, vertex: usize) -> (usize, Instant) {
+        let mut n = self.numbers.lock().expect("progress lock");
+        let next = n.len() + 1;
+        *n.entry(vertex).or_insert((next, Instant::now()))
+    }
+}
+
+impl Progress for Plain {
+    fn event(&self, event: Event) {
+        if self.quiet {
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        let _ = match event {
+            Event::Started { vertex, name } => {
+                let (n, _) = self.number(vertex);
+                writeln!(err, "#{n} {name}")
+            }
+            Event::Cached { vertex, name } => {
+                let (n, _) = self.number(vertex);
+                writeln!(err, "#{n} {name}\n#{n} CACHED")
+            }
+            Event::Output { vertex, line } => {
+                let (n, t) = self.number(vertex);
+                writeln!(err, "#{n} {:.3} {line}", t.elapsed().as_secs_f64())
+            }
+            Event::Done {
+                vertex, elapsed, ..
+            } => {
+                let (n, _) = self.number(vertex);
+                writeln!(err, "#{n} DONE {:.1}s", elapsed.as_secs_f64())
+            }
+            Event::Failed {
+                vertex, message, ..
+            } => {
+                let (n, _) = self.number(vertex);
+                writeln!(err, "#{n} ERROR: {message}")
+            }
+            Event::Info(msg) => {
+                writeln!(err, "#0 {msg} {:.1}s", self.start.elapsed().as_secs_f64())
+            }
+        };
+    }
+}
+
+fn key_value(s: &str) -> (String, Option<String>) {
+    match s.split_once('=') {
+        Some((k, v)) => (k.to_string(), Some(v.to_string())),
+        None => (s.to_string(), None),
+    }
+}
+
+fn parse_secret(spec: &str) -> Result<(String, Secret), String> {
+    let mut id = None;
+    let mut src = None;
+    let mut env = None;
+    for field in spec.split(',') {
+        match key_value(field) {
+            (k, Some(v)) if k == "id" => id = Some(v),
+            (k, Some(v)) if k == "src" || k == "source" => src = Some(v),
+            (k, Some(v)) if k == "env" => env = Some(v),
+            (k, _) => return Err(format!("unexpected key '{k}' in '{spec}'")),
+        }
+    }
+    let id = id
+        .or_else(|| src.clone())
+        .or_else(|| env.clone())
+        .ok_or("secret needs an id")?;
+    let bytes = match (src, env) {
+        (Some(path), _) => std::fs::read(&path).map_err(|e| format!("secret {id}: {path}: {e}"))?,
+        (None, Some(var)) => std::env::var(&var)
+            .map_err(|_| format!("secret {id}: environment variable {var} is not set"))?
+            .into_bytes(),
+        (None, None) => std::env::var(&id)
+            .map_err(|_| format!("secret {id}: no src or env, and no variable {id}"))?
+            .into_bytes(),
+    };
+    Ok((id, Secret(bytes)))
+}
+
+pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
+    let mut tags = Vec::new();
+    for t in &args.tags {
+        match Reference::parse(t) {
+            Ok(r) => tags.push(r),
+            Err(e) => return Ok(fail(format!("invalid tag \"{t}\": {e}"))),
+        }
+    }
+    let mut build_args = BTreeMap::new();
+    for a in &args.build_args {
+        match key_value(a) {
+            (k, Some(v)) => {
+                build_args.insert(k, v);
+            }
+            (k, None) => {
+                if let Ok(v) = std::env::var(&k) {
+                    build_args.insert(k, v);
+                }
+            }
+        }
+    }
+    let labels = args
+        .labels
+        .iter()
+        .map(|l| {
+            let (k, v) = key_value(l);
+            (k, v.unwrap_or_default())
+        })
+        .collect();
+    let network = match args.network.as_deref() {
+        None | Some("default") => None,
+        Some("none") => Some(Network::None),
+        Some("host") => Some(Network::Host),
+        Some(other) => {
+            return Ok(fail(format!(
+                "network mode \"{other}\" not supported by forge build (default, none, host)"
+            )))
+        }
+    };
+    let mut secrets = BTreeMap::new();
+    for s in &args.secrets {
+        match parse_secret(s) {
+            Ok((id, secret)) => {
+                secrets.insert(id, secret);
+            }
+            Err(e) => return Ok(fail(e)),
+        }
+    }
+    let dockerfile_path = args
+        .file
+        .clone()
+        .unwrap_or_else(|| args.context.join("Dockerfile"));
+    let source = Source::read(&dockerfile_path)?;
+    let store = match open_store(root) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let progress = Plain {
+        start: Instant::now(),
+        numbers: Mutex::new(BTreeMap::new()),
+        quiet: args.quiet || args.progress == "quiet",
+    };
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let outcome = build(BuildRequest {
+        store: &store,
+        dockerfile: source.bytes.clone(),
+        dockerfile_name: source.name.clone(),
+        dockerfile_path: (dockerfile_path.as_os_str() != "-").then_some(dockerfile_path.clone()),
+        context: Some(args.context.clone()),
+        tags: tags.clone(),
+        build_args,
+        target: args.target.clone(),
+        no_cache: args.no_cache,
+        labels,
+        network,
+        secrets,
+        jobs,
+        source_date_epoch: source_date_epoch(),
+        progress: &progress,
+    });
+    match outcome {
+        Ok(out) => {
+            let id = out.image.id.to_string();
+            if !progress.quiet {
+                eprintln!("#0 writing image {id} done");
+                for t in &tags {
+                    eprintln!("#0 naming to {t} done");
+                }
+            }
+            if let Some(path) = &args.iidfile {
+                std::fs::write(path, &id)?;
+            }
+            if args.quiet {
+                println!("{id}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(BuildError::Dockerfile(d)) => {
+            source.report(&d);
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            let line = match &e {
+                BuildError::Solve(s) => s.line(),
+                BuildError::Lower(l) => l.span.map(|s| s.start.line),
+                _ => None,
+            };
+            eprintln!("ERROR: failed to solve: {e}");
+            if let BuildError::Solve(SolveError::RunFailed { tail, .. }) = &e {
+                if !tail.is_empty() {
+                    eprintln!("------\n{}\n------", tail.join("\n"));
+                }
+            }
+            if let Some(line) = line {
+                show_line(&source, line);
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// The failing instruction in context, as buildx shows it.
+fn show_line(source: &Source, line: u32) {
+    let text = source.text();
+    let lines: Vec<&str> = text.lines().collect();
+    let l = line as usize;
+    eprintln!("{}:{line}", source.name);
+    eprintln!("--------------------");
+    for n in l.saturating_sub(2).max(1)..=(l + 2).min(lines.len()) {
+        let marker = if n == l { ">>>" } else { "   " };
+        eprintln!(" {n:>3} | {marker} {}", lines[n - 1]);
+    }
+    eprintln!("--------------------");
+}
