@@ -135,10 +135,12 @@ impl Store {
                     reason: format!("more than {MAX_CHAIN_DEPTH} layers (a parent loop?)"),
                 });
             }
-            let meta = self.snapshot_meta(&c)?.ok_or_else(|| StoreError::NoSnapshot {
-                chain_id: c.clone(),
-                needed_by: needed_by.clone(),
-            })?;
+            let meta = self
+                .snapshot_meta(&c)?
+                .ok_or_else(|| StoreError::NoSnapshot {
+                    chain_id: c.clone(),
+                    needed_by: needed_by.clone(),
+                })?;
             if meta.chain_id != c {
                 return Err(StoreError::Corrupt {
                     path: self.snapshot_dir(&c).join("meta.json"),
