@@ -13,7 +13,8 @@ use nix::errno::Errno;
 
 // <linux/mount.h>; libc does not carry these constants.
 pub const FSOPEN_CLOEXEC: libc::c_uint = 0x1;
-pub const FSCONFIG_SET_STRING: libc::c_uint = 1;
+pub const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
 pub const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 pub const FSMOUNT_CLOEXEC: libc::c_uint = 0x1;
 pub const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
@@ -59,6 +60,21 @@ pub fn fsconfig_string(fs: BorrowedFd<'_>, key: &CStr, value: &CStr) -> Result<(
 }
 
 /// `fsconfig(fd, FSCONFIG_CMD_CREATE, NULL, NULL, 0)`: create the superblock.
+/// `fsconfig(FSCONFIG_SET_FLAG, key)`.
+pub fn fsconfig_flag(fs: BorrowedFd<'_>, key: &CStr) -> Result<(), Errno> {
+    // SAFETY: valid descriptor and a NUL-terminated string.
+    unit_result(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_SET_FLAG,
+            key.as_ptr(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
+    })
+}
+
 pub fn fsconfig_create(fs: BorrowedFd<'_>) -> Result<(), Errno> {
     // SAFETY: valid descriptor.
     unit_result(unsafe {

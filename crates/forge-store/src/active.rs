@@ -211,6 +211,12 @@ impl Store {
             size: content_size(&upper)?,
             uncompressed_size: Some(layer.uncompressed_size),
         };
+        // The step wrote the upper without fsyncs: make it durable before the snapshot is
+        // visible under its name (fsync, then rename). One syncfs(2) covers the tree;
+        // with it, step overlays could be mounted `volatile` without losing durability.
+        let dir = fs::File::open(&upper).map_err(io_err("open", &upper))?;
+        nix::unistd::syncfs(&dir).map_err(|e| io_err("syncfs", &upper)(e.into()))?;
+        drop(dir);
         let ActiveSnapshot { staged, _lease, .. } = active;
         self.commit_snapshot(staged, &meta)?;
         Ok(Some(CommittedLayer {
