@@ -111,6 +111,12 @@ pub fn build(req: BuildRequest<'_>) -> Result<BuildOutcome, BuildError> {
             .join("stat.json"),
     ));
     let target = plan.target();
+    let sandbox_state = req.store.root().join("sandbox");
+    // A forge killed mid-RUN cannot remove its sandbox's cgroups, lock and
+    // scratch files; the sandbox crate leaves that to the next run
+    // (`cleanup_stale` skips sandboxes still running, so concurrent builds
+    // are safe). Best effort: leftovers never fail a build.
+    let _ = forge_sandbox::cleanup_stale(&sandbox_state);
     let results = solve::solve(
         &plan,
         &[target.root],
@@ -123,7 +129,7 @@ pub fn build(req: BuildRequest<'_>) -> Result<BuildOutcome, BuildError> {
             jobs: req.jobs,
             source_date_epoch: req.source_date_epoch,
             progress: req.progress,
-            sandbox_state: req.store.root().join("sandbox"),
+            sandbox_state,
         },
     );
     // The stat cache is worth keeping even when a step failed.

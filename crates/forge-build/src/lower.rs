@@ -701,7 +701,9 @@ impl Lowerer<'_> {
             InstructionKind::Cmd(cl) => {
                 let cmd = self.command_args(st, cl);
                 st.history(format!("CMD {}", go_quote_list(&cmd)), None);
-                st.container().cmd = Some(cmd);
+                // `CMD []` clears it: BuildKit's config field is `omitempty`, so an
+                // empty list is written as no Cmd at all (as ENTRYPOINT [] below).
+                st.container().cmd = if cmd.is_empty() { None } else { Some(cmd) };
                 st.cmd_set = true;
             }
             InstructionKind::Entrypoint(cl) => {

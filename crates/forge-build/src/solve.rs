@@ -77,7 +77,7 @@ pub struct SolveOptions<'a> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SolveError {
-    #[error("{name}: process \"{command}\" did not complete successfully: exit code: {code}")]
+    #[error("process \"{command}\" did not complete successfully: exit code: {code}")]
     RunFailed {
         vertex: VertexId,
         name: String,
@@ -724,16 +724,16 @@ fn run_exec(
                     });
                     continue;
                 }
-                let rel = forge_dockerfile::dockerignore::clean_path(&format!("/{source}"));
-                let rel = rel.trim_start_matches('/');
-                let host = match from {
-                    Source::Context => opts
-                        .context
-                        .ok_or_else(|| {
-                            err("RUN --mount from the build context, but there is none".into())
-                        })?
-                        .root()
-                        .join(rel),
+                // The mount shows the context as BuildKit transfers it: only what
+                // `.dockerignore` lets through, symlinks never followed out of it.
+                // Binding the host directory itself would expose ignored files (and
+                // let writes of an `rw` bind reach the user's tree), so the selected
+                // sources are staged with the COPY engine into a private directory,
+                // the same selection the step's cache key digests.
+                let ctx = match from {
+                    Source::Context => opts.context.ok_or_else(|| {
+                        err("RUN --mount from the build context, but there is none".into())
+                    })?,
                     Source::Vertex(_) => {
                         return Err(err(
                             "RUN --mount=type=bind,from=<stage or image> is not supported yet"
@@ -741,25 +741,29 @@ fn run_exec(
                         ))
                     }
                 };
-                let source_path = if *readonly {
-                    host
-                } else {
-                    // Writes to a read-write bind are discarded: bind a copy.
-                    let copy_dir = scratch.path().join(format!("bind-{i}"));
-                    let status = std::process::Command::new("cp")
-                        .arg("-a")
-                        .arg(&host)
-                        .arg(&copy_dir)
-                        .status()
-                        .map_err(|x| err(x.to_string()))?;
-                    if !status.success() {
-                        return Err(err(format!(
-                            "copying {} for a read-write bind failed",
-                            host.display()
-                        )));
-                    }
-                    copy_dir
+                let stage_dir = scratch.path().join(format!("bind-{i}"));
+                std::fs::create_dir_all(&stage_dir).map_err(|x| err(x.to_string()))?;
+                let select = crate::graph::Copy {
+                    from: Source::Context,
+                    sources: vec![source.clone()],
+                    inline: Vec::new(),
+                    dest: "/mnt".into(),
+                    chown: None,
+                    chmod: None,
+                    link: false,
+                    exclude: Vec::new(),
+                    parents: false,
+                    add: None,
                 };
+                copy::copy(&CopyRequest {
+                    op: &select,
+                    source: CopySource::Context(ctx),
+                    dest_view: None,
+                    users_view: None,
+                    diff_dir: &stage_dir,
+                })
+                .map_err(|x| err(format!("RUN --mount=type=bind,source={source}: {x}")))?;
+                let source_path = stage_dir.join("mnt");
                 mounts.push(MountSpec::Bind {
                     source: source_path,
                     target: target.into(),

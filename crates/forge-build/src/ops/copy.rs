@@ -1163,7 +1163,38 @@ pub fn source_digest(
     };
     for item in items {
         match item {
-            Item::Url(url) => h.update(format!("url\0{url}\0").as_bytes()),
+            Item::Url(url) => {
+                h.update(format!("url\0{url}\0").as_bytes());
+                // Without --checksum, what a URL gives is only known by fetching it:
+                // BuildKit's HTTP source keys the cache on the content (and on
+                // Last-Modified, which becomes the file's mtime), so a changed
+                // download re-runs the step instead of reusing a stale layer.
+                // With --checksum the pinned digest is in the op already.
+                if op.add.as_ref().is_none_or(|a| a.checksum.is_none()) {
+                    let fetched = fetch::fetch(&url, None).map_err(|e| match e {
+                        FetchError::Http(reason) => CopyError::Fetch {
+                            url: url.to_string(),
+                            reason,
+                        },
+                        FetchError::Io(source) => CopyError::Io {
+                            op: "download",
+                            path: url.to_string(),
+                            source,
+                        },
+                        FetchError::Mismatch { expected, actual } => CopyError::ChecksumMismatch {
+                            url: url.to_string(),
+                            expected,
+                            actual,
+                        },
+                    })?;
+                    h.update(fetched.digest.as_str().as_bytes());
+                    let modified = fetched
+                        .last_modified
+                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                        .map_or(0, |d| d.as_secs());
+                    h.update(format!("\0{modified}\0").as_bytes());
+                }
+            }
             // Inline content is part of the op itself.
             Item::Inline { .. } => {}
             Item::Local {

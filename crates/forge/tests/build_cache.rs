@@ -1,0 +1,380 @@
+//! `forge build`'s cache as a developer's edit-build loop meets it, read from the plain
+//! progress (`#N CACHED` for a hit, `#N DONE` for a step that ran): a second build is all
+//! cached; a changed context file re-runs from the first COPY that selects it; an edited
+//! line re-runs from that line; a changed build arg re-runs only the steps that see it;
+//! files no COPY selects (or `.dockerignore` excludes) change nothing; `--no-cache` runs
+//! everything; a cache mount persists across builds. Also: two cold builds in separate
+//! stores with `SOURCE_DATE_EPOCH` give the same image, and independent stages run in
+//! parallel.
+
+#[path = "support/build.rs"]
+mod build_support;
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::time::Instant;
+
+use build_support::*;
+use support::*;
+
+const DOCKERFILE: &str = "FROM busybox
+COPY a.txt /a.txt
+RUN cat /a.txt > /a2
+COPY b.txt /b.txt
+ARG V=1
+RUN echo $V > /v
+RUN echo last > /last
+";
+
+fn context(dir: &Path) {
+    fs::create_dir_all(dir).expect("mkdir");
+    fs::write(dir.join("Dockerfile"), DOCKERFILE).expect("write");
+    fs::write(dir.join("a.txt"), "a\n").expect("write");
+    fs::write(dir.join("b.txt"), "b\n").expect("write");
+    fs::write(dir.join("ignored.txt"), "i\n").expect("write");
+    fs::write(dir.join("unused.txt"), "u\n").expect("write");
+    fs::write(dir.join(".dockerignore"), "ignored.txt\n").expect("write");
+}
+
+/// The steps of a build's plain progress, each as the instruction's text (the part after
+/// `[stage n/m] `).
+fn short(names: Vec<String>) -> Vec<String> {
+    names
+        .into_iter()
+        .map(|n| match n.split_once("] ") {
+            Some((_, rest)) => rest.to_string(),
+            None => n,
+        })
+        .collect()
+}
+
+fn assert_all_cached(r: &Run, what: &str) {
+    let s = steps(&r.stderr);
+    assert!(!s.is_empty(), "{what}: no steps in\n{}", r.stderr);
+    assert!(
+        s.iter().all(|s| s.cached && !s.done),
+        "{what}: every step CACHED, none DONE:\n{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.lines().any(|l| l.contains(" DONE ")),
+        "{what}: nothing ran:\n{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn rebuilds_rerun_exactly_what_changed() {
+    let tmp = scratch("build-cache");
+    let root = tmp.path().join("store");
+    let ctx = tmp.path().join("ctx");
+    import_busybox_image(&root);
+    context(&ctx);
+    let c = ctx.to_str().expect("utf-8");
+
+    let first = build_ok(&root, &["-t", "app:1", c]);
+    assert_eq!(
+        short(ran(&first.stderr)),
+        [
+            "COPY a.txt /a.txt",
+            "RUN cat /a.txt > /a2",
+            "COPY b.txt /b.txt",
+            "RUN echo $V > /v",
+            "RUN echo last > /last"
+        ],
+        "a cold build runs every step:\n{}",
+        first.stderr
+    );
+    assert!(cached(&first.stderr).is_empty(), "{}", first.stderr);
+
+    // Nothing changed: every step from the cache.
+    let second = build_ok(&root, &["-t", "app:1", c]);
+    assert_all_cached(&second, "second build");
+    assert_eq!(steps(&second.stderr).len(), 5, "{}", second.stderr);
+
+    // One context file: from the first COPY that selects it.
+    fs::write(ctx.join("b.txt"), "b changed\n").expect("write");
+    let r = build_ok(&root, &["-t", "app:1", c]);
+    assert_eq!(
+        short(ran(&r.stderr)),
+        [
+            "COPY b.txt /b.txt",
+            "RUN echo $V > /v",
+            "RUN echo last > /last"
+        ],
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        short(cached(&r.stderr)),
+        ["COPY a.txt /a.txt", "RUN cat /a.txt > /a2"],
+        "{}",
+        r.stderr
+    );
+
+    // Files that .dockerignore excludes or no COPY selects: nothing re-runs.
+    fs::write(ctx.join("ignored.txt"), "i changed\n").expect("write");
+    fs::write(ctx.join("unused.txt"), "u changed\n").expect("write");
+    fs::write(ctx.join("new-unused.txt"), "new\n").expect("write");
+    let r = build_ok(&root, &["-t", "app:1", c]);
+    assert_all_cached(&r, "after changing unselected files");
+
+    // A file's mtime alone changes nothing (content digests, not mtimes).
+    sh(std::process::Command::new("touch")
+        .arg("-d")
+        .arg("2001-01-01")
+        .arg(ctx.join("a.txt")));
+    let r = build_ok(&root, &["-t", "app:1", c]);
+    assert_all_cached(&r, "after touching a.txt");
+
+    // An edited line: from that line on.
+    fs::write(
+        ctx.join("Dockerfile"),
+        DOCKERFILE.replace("echo last", "echo final"),
+    )
+    .expect("write");
+    let r = build_ok(&root, &["-t", "app:1", c]);
+    assert_eq!(
+        short(ran(&r.stderr)),
+        ["RUN echo final > /last"],
+        "{}",
+        r.stderr
+    );
+    assert_eq!(cached(&r.stderr).len(), 4, "{}", r.stderr);
+
+    // A build arg: only the steps that see it (those after its ARG).
+    let r = build_ok(&root, &["-t", "app:1", "--build-arg", "V=2", c]);
+    assert_eq!(
+        short(ran(&r.stderr)),
+        ["RUN echo $V > /v", "RUN echo final > /last"],
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        short(cached(&r.stderr)),
+        [
+            "COPY a.txt /a.txt",
+            "RUN cat /a.txt > /a2",
+            "COPY b.txt /b.txt"
+        ],
+        "{}",
+        r.stderr
+    );
+    // The same value again: cached; a build arg no ARG declares changes nothing.
+    let r = build_ok(
+        &root,
+        &[
+            "-t",
+            "app:1",
+            "--build-arg",
+            "V=2",
+            "--build-arg",
+            "UNDECLARED=x",
+            c,
+        ],
+    );
+    assert_all_cached(&r, "same build arg again");
+
+    // --no-cache: everything runs.
+    let r = build_ok(&root, &["-t", "app:1", "--no-cache", c]);
+    assert_eq!(ran(&r.stderr).len(), 5, "{}", r.stderr);
+    assert!(cached(&r.stderr).is_empty(), "{}", r.stderr);
+    let rootfs = unpack(&root, "app:1", &tmp.path().join("unpacked")).expect("unpack");
+    assert_eq!(
+        fs::read_to_string(rootfs.join("b.txt")).expect("b.txt"),
+        "b changed\n"
+    );
+    assert_eq!(fs::read_to_string(rootfs.join("v")).expect("v"), "1\n");
+    assert_blobs_intact(&root);
+}
+
+#[test]
+fn a_cache_mount_persists_across_builds() {
+    let tmp = scratch("build-cache-mount");
+    let root = tmp.path().join("store");
+    let ctx = tmp.path().join("ctx");
+    import_busybox_image(&root);
+    fs::create_dir_all(&ctx).expect("mkdir");
+    fs::write(
+        ctx.join("Dockerfile"),
+        "# syntax=docker/dockerfile:1\nFROM busybox\nARG RUN_NO\nRUN --mount=type=cache,target=/var/cache/app echo \"$RUN_NO\" >> /var/cache/app/runs && cat /var/cache/app/runs > /seen\n",
+    )
+    .expect("write");
+    let c = ctx.to_str().expect("utf-8");
+    build_ok(&root, &["-t", "m:1", "--build-arg", "RUN_NO=1", c]);
+    build_ok(&root, &["-t", "m:2", "--build-arg", "RUN_NO=2", c]);
+    let rootfs = unpack(&root, "m:2", &tmp.path().join("u2")).expect("unpack");
+    assert_eq!(
+        fs::read_to_string(rootfs.join("seen")).expect("seen"),
+        "1\n2\n",
+        "the second build saw what the first left in the cache mount"
+    );
+    assert!(
+        !rootfs.join("var/cache/app/runs").exists(),
+        "a cache mount is never in a layer"
+    );
+}
+
+/// A context whose RUN makes files at build time (fresh mtimes, a whiteout) and whose
+/// COPY reads files with the given mtime (later than SOURCE_DATE_EPOCH).
+fn repro_context(dir: &Path, mtime: &str) {
+    fs::create_dir_all(dir.join("src")).expect("mkdir");
+    fs::write(
+        dir.join("Dockerfile"),
+        "FROM busybox\nENV APP=1\nCOPY src /app/\nRUN mkdir /made && echo fixed > /made/f && rm /etc/group\nWORKDIR /app\nCMD [\"cat\", \"/app/x\"]\n",
+    )
+    .expect("write");
+    fs::write(dir.join("src/x"), "x\n").expect("write");
+    fs::write(dir.join("src/y"), "y\n").expect("write");
+    sh(std::process::Command::new("touch")
+        .arg("-d")
+        .arg(mtime)
+        .arg(dir.join("src/x"))
+        .arg(dir.join("src")));
+}
+
+#[test]
+fn source_date_epoch_builds_are_reproducible() {
+    let tmp = scratch("build-repro");
+    let mut results = Vec::new();
+    for (i, mtime) in ["2025-01-01", "2025-06-01"].iter().enumerate() {
+        let root = tmp.path().join(format!("store{i}"));
+        let ctx = tmp.path().join(format!("ctx{i}"));
+        // The base image too is made with SOURCE_DATE_EPOCH, so that its history matches.
+        let tar = busybox_tar();
+        sh(forge(&root)
+            .env("SOURCE_DATE_EPOCH", "1600000000")
+            .args(["import", "-c", "CMD [\"/bin/sh\"]", "-c", "ENV PATH=/bin"])
+            .arg(tar)
+            .arg("busybox:latest"));
+        // Different mtimes after SOURCE_DATE_EPOCH: clamped to it in the layers.
+        repro_context(&ctx, mtime);
+        let iid = tmp.path().join(format!("iid{i}"));
+        let r = build(
+            &root,
+            &[
+                "-t",
+                "repro:1",
+                "--iidfile",
+                iid.to_str().expect("utf-8"),
+                ctx.to_str().expect("utf-8"),
+            ],
+            &[("SOURCE_DATE_EPOCH", "1700000000")],
+        );
+        assert!(r.ok, "build {i}: {}", r.stderr);
+        let config = image_config(&root, "repro:1");
+        assert_eq!(config["created"], "2023-11-14T22:13:20Z", "{config}");
+        for h in config["history"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .skip(1)
+        {
+            assert_eq!(h["created"], "2023-11-14T22:13:20Z", "{h}");
+        }
+        results.push((
+            fs::read_to_string(&iid).expect("iidfile"),
+            manifest_of(&root, "repro:1"),
+        ));
+        // Let the clock move on so that unclamped times would differ.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    assert_eq!(
+        results[0], results[1],
+        "same image id and manifest digest from two cold builds"
+    );
+}
+
+#[test]
+fn independent_stages_run_in_parallel() {
+    let tmp = scratch("build-parallel");
+    let root = tmp.path().join("store");
+    let ctx = tmp.path().join("ctx");
+    import_busybox_image(&root);
+    fs::create_dir_all(&ctx).expect("mkdir");
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox AS a\nRUN sleep 2 && echo a > /a\nFROM busybox AS b\nRUN sleep 2 && echo b > /b\nFROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+    )
+    .expect("write");
+    let start = Instant::now();
+    let r = build_ok(
+        &root,
+        &["-t", "par:1", "--jobs", "2", ctx.to_str().expect("utf-8")],
+    );
+    let took = start.elapsed();
+    assert!(
+        took.as_secs_f64() < 3.5,
+        "two 2 s stages took {took:?}, not run in parallel:\n{}",
+        r.stderr
+    );
+    let rootfs = unpack(&root, "par:1", &tmp.path().join("u")).expect("unpack");
+    assert_eq!(fs::read_to_string(rootfs.join("a")).expect("a"), "a\n");
+    assert_eq!(fs::read_to_string(rootfs.join("b")).expect("b"), "b\n");
+}
+
+/// A server on 127.0.0.1 that answers every GET with the current `body`.
+fn serve(body: std::sync::Arc<std::sync::Mutex<Vec<u8>>>) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+            loop {
+                let mut h = String::new();
+                match reader.read_line(&mut h) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) if h == "\r\n" || h == "\n" => break,
+                    Ok(_) => {}
+                }
+            }
+            let b = body.lock().expect("body lock").clone();
+            let _ = conn
+                .write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        b.len()
+                    )
+                    .as_bytes(),
+                )
+                .and_then(|_| conn.write_all(&b));
+        }
+    });
+    port
+}
+
+#[test]
+fn add_of_a_url_reruns_when_the_download_changes() {
+    let tmp = scratch("build-cache-url");
+    let root = tmp.path().join("store");
+    let ctx = tmp.path().join("ctx");
+    import_busybox_image(&root);
+    let body = std::sync::Arc::new(std::sync::Mutex::new(b"v1\n".to_vec()));
+    let port = serve(body.clone());
+    fs::create_dir_all(&ctx).expect("mkdir");
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM busybox\nADD http://127.0.0.1:{port}/f.txt /f.txt\nRUN cp /f.txt /g.txt\n"),
+    )
+    .expect("write");
+    let c = ctx.to_str().expect("utf-8");
+    build_ok(&root, &["-t", "url:1", c]);
+    let r = build_ok(&root, &["-t", "url:1", c]);
+    assert_all_cached(&r, "same download");
+    *body.lock().expect("body lock") = b"v2 changed\n".to_vec();
+    let r = build_ok(&root, &["-t", "url:1", c]);
+    assert_eq!(
+        ran(&r.stderr).len(),
+        2,
+        "a changed download re-runs:\n{}",
+        r.stderr
+    );
+    let rootfs = unpack(&root, "url:1", &tmp.path().join("u")).expect("unpack");
+    assert_eq!(
+        fs::read_to_string(rootfs.join("g.txt")).expect("g.txt"),
+        "v2 changed\n"
+    );
+}
