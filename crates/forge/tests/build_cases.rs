@@ -165,8 +165,45 @@ fn check_path(rootfs: &Path, w: &[String]) -> Result<(), String> {
 }
 
 /// Builds one case; returns its failures.
+/// Copies a case's directory to `to` with the modes git would give it under
+/// umask 022 (0644, or 0755 when the owner may execute; directories 0755),
+/// symlinks as they are and mtimes kept: results must not depend on the
+/// checkout's umask.
+fn stage_case(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(to)?;
+    fs::set_permissions(to, fs::Permissions::from_mode(0o755))?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let meta = fs::symlink_metadata(&src)?;
+        if meta.file_type().is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&src)?, &dst)?;
+        } else if meta.is_dir() {
+            stage_case(&src, &dst)?;
+        } else {
+            fs::copy(&src, &dst)?;
+            let mode = if meta.permissions().mode() & 0o100 != 0 {
+                0o755
+            } else {
+                0o644
+            };
+            fs::set_permissions(&dst, fs::Permissions::from_mode(mode))?;
+            fs::File::options()
+                .write(true)
+                .open(&dst)?
+                .set_modified(meta.modified()?)?;
+        }
+    }
+    Ok(())
+}
+
 fn run_case(root: &Path, work: &Path, name: &str, port: u16) -> Vec<String> {
-    let dir = cases_dir().join(name);
+    let dir = work.join(format!("case-{name}"));
+    let _ = fs::remove_dir_all(&dir);
+    if let Err(e) = stage_case(&cases_dir().join(name), &dir) {
+        return vec![format!("staging the case: {e}")];
+    }
     let text = match fs::read_to_string(dir.join("expected")) {
         Ok(t) => t,
         Err(e) => return vec![format!("expected: {e}")],
