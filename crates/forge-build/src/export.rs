@@ -104,3 +104,129 @@ pub fn export(
         manifest: manifest_desc,
     })
 }
+
+/// Where `--output` writes the result, besides the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// `type=oci,dest=FILE`: an oci-archive.
+    Oci(std::path::PathBuf),
+    /// `type=docker,dest=FILE`: a docker-archive, as `docker save` writes.
+    Docker(std::path::PathBuf),
+    /// `type=tar,dest=FILE`: a tar of the final root filesystem.
+    Tar(std::path::PathBuf),
+    /// `type=local,dest=DIR`: the final root filesystem in a directory.
+    Local(std::path::PathBuf),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("invalid --output {0:?}: expected type=oci|docker|tar|local,dest=PATH")]
+    Spec(String),
+    #[error("writing {path}: {message}")]
+    Write { path: String, message: String },
+}
+
+impl Output {
+    /// Parses buildx's `type=…,dest=…` (a bare path means `type=local`).
+    pub fn parse(spec: &str) -> Result<Output, OutputError> {
+        if !spec.contains('=') {
+            return Ok(Output::Local(spec.into()));
+        }
+        let mut kind = None;
+        let mut dest = None;
+        for field in spec.split(',') {
+            match field.split_once('=') {
+                Some(("type", v)) => kind = Some(v.to_string()),
+                Some(("dest", v)) => dest = Some(std::path::PathBuf::from(v)),
+                _ => return Err(OutputError::Spec(spec.into())),
+            }
+        }
+        let dest = dest.ok_or_else(|| OutputError::Spec(spec.into()))?;
+        match kind.as_deref() {
+            Some("oci") => Ok(Output::Oci(dest)),
+            Some("docker") => Ok(Output::Docker(dest)),
+            Some("tar") => Ok(Output::Tar(dest)),
+            Some("local") => Ok(Output::Local(dest)),
+            _ => Err(OutputError::Spec(spec.into())),
+        }
+    }
+}
+
+/// Writes the built image (`image`, already in the store) to `output`.
+pub fn write_output(
+    store: &Store,
+    image: &Exported,
+    names: &[Reference],
+    chain: &Chain,
+    output: &Output,
+    source_date_epoch: Option<i64>,
+) -> Result<(), OutputError> {
+    let fail = |path: &std::path::Path, message: String| OutputError::Write {
+        path: path.display().to_string(),
+        message,
+    };
+    match output {
+        Output::Oci(dest) | Output::Docker(dest) => {
+            let record = store
+                .resolve(image.id.as_str())
+                .map_err(|e| fail(dest, e.to_string()))?
+                .image;
+            let format = if matches!(output, Output::Oci(_)) {
+                forge_store::SaveFormat::OciArchive
+            } else {
+                forge_store::SaveFormat::DockerArchive
+            };
+            let file = std::fs::File::create(dest).map_err(|e| fail(dest, e.to_string()))?;
+            let images = [forge_store::SaveImage {
+                image: record,
+                names: names.to_vec(),
+            }];
+            let mtime = source_date_epoch.and_then(|t| u64::try_from(t).ok());
+            let file = store
+                .save(&images, format, std::io::BufWriter::new(file), mtime)
+                .map_err(|e| fail(dest, e.to_string()))?;
+            file.into_inner()
+                .map_err(|e| fail(dest, e.to_string()))?
+                .sync_all()
+                .map_err(|e| fail(dest, e.to_string()))
+        }
+        Output::Local(dir) => unpack_chain(store, chain, dir).map_err(|m| fail(dir, m)),
+        Output::Tar(dest) => {
+            let staging = store.tmp_path("output");
+            let result = (|| {
+                unpack_chain(store, chain, &staging)?;
+                let file = std::fs::File::create(dest).map_err(|e| e.to_string())?;
+                let opts = forge_oci::layer::LayerOptions {
+                    compression: forge_oci::Compression::None,
+                    source_date_epoch,
+                    ..Default::default()
+                };
+                let (file, _) = forge_oci::layer::write_layer(&staging, &opts, file)
+                    .map_err(|e| e.to_string())?;
+                file.sync_all().map_err(|e| e.to_string())
+            })();
+            let _ = std::fs::remove_dir_all(&staging);
+            result.map_err(|m| fail(dest, m))
+        }
+    }
+}
+
+/// Applies a chain's layers, bottom first, into `dir` (created if missing).
+fn unpack_chain(store: &Store, chain: &Chain, dir: &std::path::Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    for layer in &chain.layers {
+        let (blob, _) = store
+            .open_blob(&layer.blob, "layer")
+            .map_err(|e| e.to_string())?;
+        forge_oci::layer::apply_layer(
+            blob,
+            dir,
+            &forge_oci::layer::ApplyOptions {
+                mode: forge_oci::layer::ApplyMode::Plain,
+                same_owner: None,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

@@ -24,9 +24,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print a Dockerfile's parse tree (BuildKit's dump format, or JSON)
     /// Build an image from a Dockerfile
-    Build(commands::build::Args),
+    Build(Box<commands::build::Args>),
+    /// Print a Dockerfile's parse tree (BuildKit's dump format, or JSON)
     Parse(commands::parse::Args),
     /// Lint a Dockerfile with BuildKit's build checks
     Check(commands::check::Args),
@@ -90,7 +90,7 @@ pub const EXIT_FORGE_ERROR: u8 = 125;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Build(args) => commands::build::run(cli.root, args),
+        Command::Build(args) => commands::build::run(cli.root, *args),
         Command::Parse(args) => commands::parse::run(args),
         Command::Check(args) => commands::check::run(args),
         Command::Import(args) | Command::Image(ImageCommand::Import(args)) => {

@@ -52,6 +52,12 @@ pub struct Args {
     /// Steps run at once (default: the number of cores)
     #[arg(long)]
     jobs: Option<usize>,
+    /// Also write the result: `type=oci|docker|tar|local,dest=PATH` (a bare path: local)
+    #[arg(short = 'o', long = "output")]
+    outputs: Vec<String>,
+    /// Write build result metadata (JSON, as buildx does) to this file
+    #[arg(long)]
+    metadata_file: Option<PathBuf>,
     /// The build context directory
     context: PathBuf,
 }
@@ -193,6 +199,13 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
             Err(e) => return Ok(fail(e)),
         }
     }
+    let mut outputs = Vec::new();
+    for o in &args.outputs {
+        match forge_build::export::Output::parse(o) {
+            Ok(o) => outputs.push(o),
+            Err(e) => return Ok(fail(e)),
+        }
+    }
     let dockerfile_path = args
         .file
         .clone()
@@ -230,6 +243,38 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
     match outcome {
         Ok(out) => {
             let id = out.image.id.to_string();
+            let chain = out
+                .results
+                .get(out.plan.target().root)
+                .cloned()
+                .flatten()
+                .unwrap_or_default();
+            for o in &outputs {
+                if let Err(e) = forge_build::export::write_output(
+                    &store,
+                    &out.image,
+                    &tags,
+                    &chain,
+                    o,
+                    source_date_epoch(),
+                ) {
+                    return Ok(fail(e));
+                }
+            }
+            if let Some(path) = &args.metadata_file {
+                let names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+                let meta = serde_json::json!({
+                    "containerimage.config.digest": id,
+                    "containerimage.digest": out.image.manifest_digest.to_string(),
+                    "containerimage.descriptor": {
+                        "mediaType": forge_oci::media_types::OCI_MANIFEST,
+                        "digest": out.image.manifest_digest.to_string(),
+                        "size": out.image.manifest.size(),
+                    },
+                    "image.name": names.join(","),
+                });
+                std::fs::write(path, serde_json::to_vec_pretty(&meta)?)?;
+            }
             if !progress.quiet {
                 eprintln!("#0 writing image {id} done");
                 for t in &tags {

@@ -1,0 +1,126 @@
+//! `forge build --output` and `--metadata-file`: the result also goes to an
+//! oci-archive and a docker-archive that skopeo reads, a tar and a directory
+//! of the final root filesystem, and buildx's metadata JSON.
+
+#[path = "support/build.rs"]
+mod build_support;
+mod support;
+
+use build_support::*;
+use std::fs;
+use std::process::Command;
+
+#[test]
+fn outputs_and_metadata_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("store");
+    import_busybox_image(&root);
+    let ctx = tmp.path().join("ctx");
+    fs::create_dir_all(&ctx).expect("mkdir");
+    fs::write(ctx.join("hello.txt"), "hello\n").expect("write");
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nCOPY hello.txt /srv/\nRUN rm /etc/group && echo built > /srv/built\n",
+    )
+    .expect("write");
+    let out = tmp.path().join("out");
+    let arg = |kind: &str, name: &str| format!("type={kind},dest={}", out.join(name).display());
+    let meta = out.join("meta.json");
+    fs::create_dir_all(&out).expect("mkdir");
+    build_ok(
+        &root,
+        &[
+            "-t",
+            "outputs:1",
+            "-o",
+            &arg("oci", "image.oci.tar"),
+            "-o",
+            &arg("docker", "image.docker.tar"),
+            "-o",
+            &arg("tar", "rootfs.tar"),
+            "-o",
+            &arg("local", "rootfs"),
+            "--metadata-file",
+            meta.to_str().expect("utf-8"),
+            ctx.to_str().expect("utf-8"),
+        ],
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&fs::read(&meta).expect("metadata file")).expect("json");
+    assert_eq!(meta["image.name"], "docker.io/library/outputs:1");
+    let digest = meta["containerimage.digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
+    assert!(digest.starts_with("sha256:"), "{meta}");
+    let inspect = |transport: &str| {
+        let o = Command::new("skopeo")
+            .args(["inspect", "--raw", transport])
+            .output()
+            .expect("skopeo");
+        assert!(
+            o.status.success(),
+            "{transport}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o.stdout
+    };
+    let oci = inspect(&format!(
+        "oci-archive:{}",
+        out.join("image.oci.tar").display()
+    ));
+    let oci_digest = format!("sha256:{}", sha256_hex(&oci));
+    assert_eq!(
+        oci_digest, digest,
+        "the oci-archive holds the built manifest"
+    );
+    inspect(&format!(
+        "docker-archive:{}",
+        out.join("image.docker.tar").display()
+    ));
+    // The root filesystem, whiteouts applied: /etc/group is gone.
+    let local = out.join("rootfs");
+    assert_eq!(
+        fs::read_to_string(local.join("srv/hello.txt")).expect("copied"),
+        "hello\n"
+    );
+    assert_eq!(
+        fs::read_to_string(local.join("srv/built")).expect("built"),
+        "built\n"
+    );
+    assert!(local.join("bin/busybox").is_file());
+    assert!(!local.join("etc/group").exists());
+    let listing = Command::new("tar")
+        .arg("-tf")
+        .arg(out.join("rootfs.tar"))
+        .output()
+        .expect("tar");
+    let names = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        names
+            .lines()
+            .any(|l| l.trim_start_matches("./") == "srv/built"),
+        "{names}"
+    );
+    assert!(
+        !names.lines().any(|l| l.contains(".wh.")),
+        "a rootfs tar has no whiteouts"
+    );
+    assert!(!names
+        .lines()
+        .any(|l| l.trim_start_matches("./") == "etc/group"));
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let o = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(bytes)?;
+            c.wait_with_output()
+        })
+        .expect("sha256sum");
+    String::from_utf8_lossy(&o.stdout)[..64].to_string()
+}
