@@ -716,19 +716,22 @@ impl Lowerer<'_> {
                 }
             }
             InstructionKind::Expose(ports) => {
-                let mut written = Vec::new();
+                // History shows this instruction's port set as BuildKit prints
+                // it: Go's `%v` of a map, keys sorted: `map[80/tcp:{}]`.
+                let mut these = std::collections::BTreeSet::new();
                 for p in ports {
                     for word in self.expand_words(&p.value, &env, p.span)? {
                         for key in expose_keys(&word).map_err(|m| error_at(p.span, m))? {
                             st.container()
                                 .exposed_ports
                                 .get_or_insert_with(BTreeMap::new)
-                                .insert(key, EmptyObject {});
+                                .insert(key.clone(), EmptyObject {});
+                            these.insert(key);
                         }
-                        written.push(word);
                     }
                 }
-                st.history(format!("EXPOSE {}", written.join(" ")), None);
+                let set: Vec<String> = these.iter().map(|k| format!("{k}:{{}}")).collect();
+                st.history(format!("EXPOSE map[{}]", set.join(" ")), None);
             }
             InstructionKind::Volume(v) => {
                 let mut vols = Vec::new();
@@ -787,7 +790,7 @@ impl Lowerer<'_> {
                     .on_build
                     .get_or_insert_with(Vec::new)
                     .push(o.expression.clone());
-                st.history(format!("ONBUILD {}", o.expression), None);
+                // BuildKit records the trigger in the config only: no history.
             }
             InstructionKind::Run(run) => self.dispatch_run(st, run, &env, name, line)?,
             InstructionKind::Copy(c) => {
@@ -798,8 +801,8 @@ impl Lowerer<'_> {
                     }
                     None => None,
                 };
-                let copy = self.copy_op(st, &c.sources, &env, from, c.parents, None)?;
-                self.add_copy(st, copy, "COPY", name, line)?;
+                let (copy, written) = self.copy_op(st, &c.sources, &env, from, c.parents, None)?;
+                self.add_copy(st, copy, &written, "COPY", name, line)?;
             }
             InstructionKind::Add(a) => {
                 let checksum = match &a.checksum {
@@ -811,8 +814,8 @@ impl Lowerer<'_> {
                     checksum,
                     keep_git_dir: a.keep_git_dir,
                 };
-                let copy = self.copy_op(st, &a.sources, &env, None, false, Some(add))?;
-                self.add_copy(st, copy, "ADD", name, line)?;
+                let (copy, written) = self.copy_op(st, &a.sources, &env, None, false, Some(add))?;
+                self.add_copy(st, copy, &written, "ADD", name, line)?;
             }
         }
         Ok(())
@@ -996,8 +999,9 @@ impl Lowerer<'_> {
                 if !env_keys.contains(k) {
                     run_env.push(format!("{k}={v}"));
                 }
-                history_args.push(format!("{k}={v}"));
             }
+            // BuildKit's runCommandString: every declared arg, `K=` when unset.
+            history_args.push(format!("{k}={}", v.as_deref().unwrap_or("")));
         }
         for p in PREDEFINED_ARGS {
             if let Some(v) = self.opts.build_args.get(p) {
@@ -1046,7 +1050,7 @@ impl Lowerer<'_> {
         from: Option<Source>,
         parents: bool,
         add: Option<AddOptions>,
-    ) -> Result<Copy, LowerError> {
+    ) -> Result<(Copy, String), LowerError> {
         let mut sources = Vec::new();
         for p in &s.paths {
             sources.push(self.expand(&p.value, env, p.span)?);
@@ -1078,7 +1082,7 @@ impl Lowerer<'_> {
                     .map(|v| self.expand(&v.value, env, v.span))
                     .transpose()
             };
-        Ok(Copy {
+        let copy = Copy {
             from: from.unwrap_or(Source::Context),
             sources,
             inline,
@@ -1093,7 +1097,8 @@ impl Lowerer<'_> {
                 .collect::<Result<_, _>>()?,
             parents,
             add,
-        })
+        };
+        Ok((copy, dest_raw))
     }
 
     /// Heredoc bodies expand like a shell's unquoted heredoc: variables, but
@@ -1115,6 +1120,7 @@ impl Lowerer<'_> {
         &mut self,
         st: &mut State,
         copy: Copy,
+        dest_written: &str,
         cmd: &str,
         name: String,
         line: Option<u32>,
@@ -1128,7 +1134,7 @@ impl Lowerer<'_> {
             created_by.push_str(&format!(" <<{n}"));
         }
         created_by.push(' ');
-        created_by.push_str(&copy.dest);
+        created_by.push_str(dest_written);
         created_by.push_str(" # buildkit");
         let parent = st.root;
         let mut inputs = Vec::new();
@@ -1445,7 +1451,6 @@ mod tests {
         assert_eq!(
             steps,
             [
-                "ONBUILD RUN echo triggered",
                 "RUN /bin/sh -c echo triggered # buildkit",
                 "RUN /bin/sh -c echo own # buildkit"
             ]
