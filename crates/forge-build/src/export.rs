@@ -89,6 +89,43 @@ pub fn export(
     source_date_epoch: Option<i64>,
 ) -> Result<Exported, ExportError> {
     let (config, chain) = image_config(plan, stage, results, source_date_epoch)?;
+    // An unchanged rebuild gives the image it gave before, as BuildKit does:
+    // the result is keyed by everything but the timestamps.
+    let mut timeless = config.clone();
+    timeless.created = None;
+    for h in timeless.history.iter_mut().flatten() {
+        h.created = None;
+    }
+    let mut key_input =
+        timeless
+            .to_json()
+            .map_err(|source| forge_store::StoreError::Serialise {
+                what: "image config",
+                source,
+            })?;
+    for l in &chain.layers {
+        key_input.extend_from_slice(l.blob.as_str().as_bytes());
+    }
+    let record = store.dir(forge_store::StoreDir::Cache).join(format!(
+        "export-{}.json",
+        Digest::sha256_of(&key_input).hex()
+    ));
+    if let Some(previous) = std::fs::read(&record)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<(Descriptor, Digest)>(&b).ok())
+        .filter(|(m, c)| {
+            forge_oci::image::descriptor_digest(m).is_ok_and(|d| store.has_blob(&d))
+                && store.has_blob(c)
+        })
+    {
+        let (manifest_desc, id) = previous;
+        store.add_image(&manifest_desc, names)?;
+        return Ok(Exported {
+            id,
+            manifest_digest: forge_oci::image::descriptor_digest(&manifest_desc)?,
+            manifest: manifest_desc,
+        });
+    }
     let config_desc = store.put_json(media_types::OCI_CONFIG, &config, "image config")?;
     let layers: Vec<Descriptor> = chain
         .layers
@@ -98,8 +135,17 @@ pub fn export(
     let manifest = build_manifest(config_desc.clone(), layers, None, false);
     let manifest_desc = store.put_json(media_types::OCI_MANIFEST, &manifest, "image manifest")?;
     store.add_image(&manifest_desc, names)?;
+    let id = forge_oci::image::descriptor_digest(&config_desc)?;
+    // Best effort: without the record the next unchanged build only gets a
+    // new timestamp.
+    if let Ok(bytes) = serde_json::to_vec(&(&manifest_desc, &id)) {
+        let tmp = store.tmp_path("export");
+        if std::fs::write(&tmp, bytes).is_ok() {
+            let _ = std::fs::rename(&tmp, &record);
+        }
+    }
     Ok(Exported {
-        id: forge_oci::image::descriptor_digest(&config_desc)?,
+        id,
         manifest_digest: forge_oci::image::descriptor_digest(&manifest_desc)?,
         manifest: manifest_desc,
     })

@@ -378,3 +378,32 @@ fn add_of_a_url_reruns_when_the_download_changes() {
         "v2 changed\n"
     );
 }
+
+/// An unchanged rebuild gives back the same image (same id), as BuildKit
+/// does; a changed input gives a new one.
+#[test]
+fn an_unchanged_rebuild_is_the_same_image() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("store");
+    import_busybox_image(&root);
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir_all(&ctx).expect("mkdir");
+    std::fs::write(ctx.join("a.txt"), "a\n").expect("write");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nCOPY a.txt /\nRUN cat /a.txt > /b.txt\n",
+    )
+    .expect("write");
+    let ctx_arg = ctx.to_str().expect("utf-8");
+    let id = |root: &std::path::Path| {
+        build_ok(root, &["-q", "-t", "same:1", ctx_arg])
+            .stdout
+            .trim()
+            .to_string()
+    };
+    let first = id(&root);
+    assert!(first.starts_with("sha256:"), "{first}");
+    assert_eq!(id(&root), first);
+    std::fs::write(ctx.join("a.txt"), "changed\n").expect("write");
+    assert_ne!(id(&root), first);
+}
