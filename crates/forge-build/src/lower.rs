@@ -237,6 +237,11 @@ struct State {
     config: ImageConfig,
     /// Declared build args in scope, with values.
     args: Vec<(String, Option<String>)>,
+    /// The environment steps see and words expand with: the base's ENV,
+    /// then ENV instructions and ARGs with a value in order, the last writer
+    /// of a name winning (BuildKit adds both to the step's environment; only
+    /// ENV reaches the image config).
+    step_env: Vec<(String, String)>,
     cmd_set: bool,
     steps: Vec<Step>,
     /// Instruction number for progress names.
@@ -264,19 +269,19 @@ impl State {
             .unwrap_or_default()
     }
 
-    /// The environment words are expanded with: build args in scope, then
-    /// ENV (the later entry wins, so ENV beats an ARG of the same name).
     fn expansion_env(&self) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = self
-            .args
-            .iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
-            .collect();
-        env.extend(self.env_pairs());
-        env
+        self.step_env.clone()
+    }
+
+    fn set_step_env(&mut self, key: &str, value: &str) {
+        match self.step_env.iter().position(|(k, _)| k == key) {
+            Some(i) => self.step_env[i].1 = value.to_string(),
+            None => self.step_env.push((key.to_string(), value.to_string())),
+        }
     }
 
     fn set_env(&mut self, key: &str, value: &str) {
+        self.set_step_env(key, value);
         let env = self.container().env.get_or_insert_with(Vec::new);
         let entry = format!("{key}={value}");
         match env
@@ -460,6 +465,7 @@ impl Lowerer<'_> {
                 root,
                 config,
                 args: Vec::new(),
+                step_env: Vec::new(),
                 cmd_set: false,
                 steps,
                 step_no: 1,
@@ -489,6 +495,7 @@ impl Lowerer<'_> {
                 root,
                 config,
                 args: Vec::new(),
+                step_env: Vec::new(),
                 cmd_set: false,
                 steps: Vec::new(),
                 step_no: 1,
@@ -524,11 +531,13 @@ impl Lowerer<'_> {
                 root,
                 config,
                 args: Vec::new(),
+                step_env: Vec::new(),
                 cmd_set: false,
                 steps: Vec::new(),
                 step_no: 1,
             };
         }
+        state.step_env = state.env_pairs();
         for trigger in triggers {
             let parsed = forge_dockerfile::parse(trigger.as_bytes()).map_err(|e| {
                 error_at(stage.from.span, format!("ONBUILD trigger {trigger:?}: {e}"))
@@ -636,6 +645,9 @@ impl Lowerer<'_> {
                         Some(d) => format!("{key}={}", d.value),
                         None => key.clone(),
                     });
+                    if let Some(v) = &value {
+                        st.set_step_env(&key, v);
+                    }
                     st.args.retain(|(k, _)| *k != key);
                     st.args.push((key, value));
                 }
@@ -985,27 +997,28 @@ impl Lowerer<'_> {
             run.security.as_ref().map(|s| s.value),
             Some(Security::Insecure)
         );
-        // The environment: image ENV, then declared build args not set by ENV,
-        // then predefined proxy args given on the command line.
+        // The step's environment, then predefined proxy args given on the
+        // command line and not declared or set.
         let mut run_env: Vec<String> = st
-            .env_pairs()
-            .into_iter()
+            .step_env
+            .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        let env_keys: Vec<String> = st.env_pairs().into_iter().map(|(k, _)| k).collect();
         let mut history_args = Vec::new();
         for (k, v) in &st.args {
-            if let Some(v) = v {
-                if !env_keys.contains(k) {
-                    run_env.push(format!("{k}={v}"));
-                }
-            }
-            // BuildKit's runCommandString: every declared arg, `K=` when unset.
-            history_args.push(format!("{k}={}", v.as_deref().unwrap_or("")));
+            // BuildKit's runCommandString: every declared arg with the value
+            // the step sees, `K=` when unset.
+            let seen = st
+                .step_env
+                .iter()
+                .find(|(e, _)| e == k)
+                .map(|(_, v)| v.as_str());
+            history_args.push(format!("{k}={}", seen.or(v.as_deref()).unwrap_or("")));
         }
         for p in PREDEFINED_ARGS {
             if let Some(v) = self.opts.build_args.get(p) {
-                if !env_keys.iter().any(|k| k == p) && !st.args.iter().any(|(k, _)| k == p) {
+                if !st.step_env.iter().any(|(k, _)| k == p) && !st.args.iter().any(|(k, _)| k == p)
+                {
                     run_env.push(format!("{p}={v}"));
                 }
             }
@@ -1328,6 +1341,29 @@ mod tests {
             exec.env
         );
         assert!(exec.env.contains(&"A=cli".to_string()));
+    }
+
+    #[test]
+    fn a_later_arg_overrides_env_for_the_steps_but_not_the_config() {
+        let p = plan(
+            "FROM busybox\nARG X=arg\nENV X=env\nRUN echo $X\nARG X=again\nRUN echo $X\n",
+            &[("X", "cli")],
+            None,
+        )
+        .expect("lowers");
+        let steps: Vec<&str> = p
+            .target()
+            .steps
+            .iter()
+            .map(|s| s.created_by.as_str())
+            .collect();
+        assert_eq!(steps[2], "RUN |1 X=env /bin/sh -c echo $X # buildkit");
+        assert_eq!(steps[4], "RUN |1 X=cli /bin/sh -c echo $X # buildkit");
+        assert!(last_exec(&p).env.contains(&"X=cli".to_string()));
+        assert!(
+            env(&p).contains(&"X=env".to_string()),
+            "the config keeps ENV's value"
+        );
     }
 
     #[test]
