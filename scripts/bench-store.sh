@@ -8,8 +8,17 @@
 #
 # Both sides gzip the same 1 GiB tar into one layer blob in an OCI layout and then write
 # an oci-archive of it. forge also unpacks the rootfs into its snapshot on import (what
-# makes the image runnable, and where hostile entries are refused), which umoci's raw
-# add-layer does not do.
+# makes the image runnable, and where hostile entries are refused) and writes a canonical
+# layer from that tree, which umoci's raw add-layer (the input tar gzipped as is) does not
+# do. So a second peer pipeline does the same work as forge, for a like-with-like figure
+# (reported besides, not instead of, the issue's comparison):
+#
+#   peers-canonical:  umoci new + umoci unpack + tar -x rootfs.tar into the bundle's rootfs
+#                     + umoci repack (a layer from the unpacked tree) + skopeo copy
+#
+# gzip: forge writes gzip at level 6 (docker's and BuildKit's DefaultCompression), but
+# per 1 MiB block stores incompressible data and Huffman-codes data without repeats (see
+# crates/forge-store/src/pgzip.rs); umoci uses klauspost's pgzip at its default level.
 #
 # The rootfs: 10,000 small text files (~100 MB) plus four large files (two random,
 # incompressible; two base64 text), about 1 GiB in all. Built once under $BENCH_DIR.
@@ -75,24 +84,31 @@ echo "rootfs tar: $size bytes ($mib MiB), $(tar -tf "$rootfs_tar" | wc -l) entri
 cat > "$work/forge.sh" <<EOF
 #!/bin/bash
 set -e
-rm -rf "$work/forge-store" "$work/forge-out.tar"
 "$forge" --root "$work/forge-store" import --compression-level $level "$rootfs_tar" bench:1 >/dev/null
 "$forge" --root "$work/forge-store" save --format oci-archive -o "$work/forge-out.tar" bench:1
 EOF
 cat > "$work/peers.sh" <<EOF
 #!/bin/bash
 set -e
-rm -rf "$work/umoci-layout" "$work/peers-out.tar"
 umoci init --layout "$work/umoci-layout"
 umoci new --image "$work/umoci-layout:bench"
 umoci raw add-layer --image "$work/umoci-layout:bench" "$rootfs_tar"
 skopeo copy -q "oci:$work/umoci-layout:bench" "oci-archive:$work/peers-out.tar:bench:1"
 EOF
+cat > "$work/peers-canonical.sh" <<EOF
+#!/bin/bash
+set -e
+umoci init --layout "$work/umoci2-layout"
+umoci new --image "$work/umoci2-layout:bench"
+umoci unpack --image "$work/umoci2-layout:bench" "$work/umoci2-bundle" >/dev/null
+tar --numeric-owner -xpf "$rootfs_tar" -C "$work/umoci2-bundle/rootfs"
+umoci repack --image "$work/umoci2-layout:bench" "$work/umoci2-bundle"
+skopeo copy -q "oci:$work/umoci2-layout:bench" "oci-archive:$work/peers2-out.tar:bench:1"
+EOF
 # The import and save halves alone, for the breakdown.
 cat > "$work/forge-import.sh" <<EOF
 #!/bin/bash
 set -e
-rm -rf "$work/forge-store"
 "$forge" --root "$work/forge-store" import --compression-level $level "$rootfs_tar" bench:1 >/dev/null
 EOF
 cat > "$work/forge-save.sh" <<EOF
@@ -103,7 +119,6 @@ EOF
 cat > "$work/umoci-import.sh" <<EOF
 #!/bin/bash
 set -e
-rm -rf "$work/umoci-layout"
 umoci init --layout "$work/umoci-layout"
 umoci new --image "$work/umoci-layout:bench"
 umoci raw add-layer --image "$work/umoci-layout:bench" "$rootfs_tar"
@@ -114,14 +129,34 @@ set -e
 rm -f "$work/peers-out.tar"
 skopeo copy -q "oci:$work/umoci-layout:bench" "oci-archive:$work/peers-out.tar:bench:1"
 EOF
+# Removing the previous run's output (forge's store holds the unpacked 1 GiB snapshot,
+# which takes seconds to delete) is not part of import + save: hyperfine runs these
+# untimed before each run (--prepare), for both sides alike.
+cat > "$work/clean-forge.sh" <<EOF
+#!/bin/bash
+rm -rf "$work/forge-store" "$work/forge-out.tar"
+sync
+EOF
+cat > "$work/clean-peers.sh" <<EOF
+#!/bin/bash
+rm -rf "$work/umoci-layout" "$work/peers-out.tar"
+sync
+EOF
+cat > "$work/clean-peers-canonical.sh" <<EOF
+#!/bin/bash
+rm -rf "$work/umoci2-layout" "$work/umoci2-bundle" "$work/peers2-out.tar"
+sync
+EOF
 chmod +x "$work"/*.sh
 
 echo "+ hyperfine, $runs runs each"
 hyperfine --runs "$runs" --warmup 1 --export-json "$work/pipelines.json" \
-    -n forge "$work/forge.sh" -n peers "$work/peers.sh"
-"$work/forge-import.sh"
-"$work/umoci-import.sh"
+    -p "$work/clean-forge.sh" -p "$work/clean-peers.sh" -p "$work/clean-peers-canonical.sh" \
+    -n forge "$work/forge.sh" -n peers "$work/peers.sh" -n peers-canonical "$work/peers-canonical.sh"
+"$work/clean-forge.sh" && "$work/forge-import.sh" # warm-up
+"$work/clean-peers.sh" && "$work/umoci-import.sh"
 hyperfine --runs "$runs" --export-json "$work/halves.json" \
+    -p "$work/clean-forge.sh" -p "$work/clean-peers.sh" \
     -n forge-import "$work/forge-import.sh" -n umoci-import "$work/umoci-import.sh"
 hyperfine --runs "$runs" --warmup 1 --export-json "$work/saves.json" \
     -n forge-save "$work/forge-save.sh" -n skopeo-save "$work/skopeo-save.sh"
@@ -150,13 +185,14 @@ def line(label, forge, peer):
     print(f"{label:<22} forge {f:7.2f}s ±{fsd:4.2f} ({mib / f:6.1f} MiB/s)   peer {q:7.2f}s ±{qsd:4.2f} ({mib / q:6.1f} MiB/s)   forge/peer throughput {q / f:4.2f}x")
 print()
 line("import + save", p["forge"], p["peers"])
+line("  vs canonical peers", p["forge"], p["peers-canonical"])
 line("import (umoci)", h["forge-import"], h["umoci-import"])
 line("save (skopeo)", s["forge-save"], s["skopeo-save"])
 import os, glob
 def blob(d):
     sizes = [os.path.getsize(p) for p in glob.glob(f"{work}/{d}/blobs/sha256/*")]
     return max(sizes) / 1048576 if sizes else 0
-print(f"layer blob: forge {blob('forge-store'):.0f} MiB, umoci {blob('umoci-layout'):.0f} MiB (of {mib:.0f} MiB of tar)")
+print(f"layer blob: forge {blob('forge-store'):.0f} MiB, umoci {blob('umoci-layout'):.0f} MiB, umoci repack {blob('umoci2-layout'):.0f} MiB (of {mib:.0f} MiB of tar)")
 print(f"peak RSS: forge import {fi:.1f} MiB, forge save {fs:.1f} MiB, umoci add-layer {ur:.1f} MiB, skopeo copy {sr:.1f} MiB")
 ok = max(fi, fs) < 100
 print("forge peak RSS under 100 MiB:", "yes" if ok else "NO")

@@ -4,8 +4,11 @@
 //! block, and the pieces are written in order inside one gzip member whose trailer holds
 //! the CRC-32 and length of the whole input. Any gzip reader sees one ordinary member.
 //!
-//! The output depends only on the input, the level and the block size, never on the number
-//! of threads or their timing, so layers stay reproducible. Blocks do not share a
+//! Each block is encoded the cheapest way that loses nothing, chosen from samples of it
+//! (see [`choose`]): at the requested level, Huffman-only (no match search) when that is
+//! at least as small, or stored when nothing shrinks it, as klauspost/compress skips
+//! incompressible input. The output depends only on the input, the level and the block
+//! size, never on the number of threads or their timing, so layers stay reproducible. Blocks do not share a
 //! dictionary, which costs well under 1% of size at 1 MiB blocks. Memory stays bounded:
 //! at most `2 × threads + 2` blocks are in flight.
 
@@ -38,7 +41,144 @@ pub struct ParallelGzip<W: Write> {
     workers: Vec<JoinHandle<()>>,
 }
 
+/// Bytes per sample, and samples per block, of the per-block encoding choice.
+const SAMPLE_LEN: usize = 16 * 1024;
+const SAMPLES: usize = 4;
+
+/// How one block is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    /// LZ77 + Huffman at the requested level (zlib's own choice of block types).
+    Level,
+    /// Huffman coding of literals only (zlib's `Z_HUFFMAN_ONLY`): for data with a skewed
+    /// byte distribution but no repeated strings (base64, most compressed-then-encoded
+    /// data), where match searching costs time and gains nothing.
+    HuffmanOnly,
+    /// Stored (uncompressed) deflate blocks: for incompressible data (random bytes,
+    /// already-compressed files), where neither matches nor Huffman codes shrink it.
+    Stored,
+}
+
+/// Picks the encoding of a block from a few samples, as klauspost/compress (the gzip
+/// umoci and pgzip use) skips incompressible data: each of [`SAMPLES`] evenly spaced
+/// [`SAMPLE_LEN`]-byte samples is compressed at `level` and Huffman-only. Stored when
+/// neither makes the samples any smaller; Huffman-only when it is within 0.4% of `level`
+/// on them (the match search found next to nothing); `level` otherwise. Deterministic: depends only on the block's bytes
+/// and the level, so layers stay reproducible.
+fn choose(data: &[u8], level: u32) -> io::Result<Encoding> {
+    if level == 0 || data.len() < SAMPLES * SAMPLE_LEN * 2 {
+        return Ok(Encoding::Level);
+    }
+    let step = data.len() / SAMPLES;
+    let (mut raw, mut lz, mut huff) = (0usize, 0usize, 0usize);
+    let mut out = vec![0u8; SAMPLE_LEN * 2 + 1024];
+    for i in 0..SAMPLES {
+        let sample = &data[i * step..i * step + SAMPLE_LEN];
+        raw += sample.len();
+        lz += deflate_sample(sample, &mut out, level, zlib_rs::Strategy::Default)?;
+        huff += deflate_sample(sample, &mut out, level, zlib_rs::Strategy::HuffmanOnly)?;
+    }
+    Ok(if lz.min(huff) >= raw {
+        Encoding::Stored
+    } else if huff <= lz + lz / 256 {
+        Encoding::HuffmanOnly
+    } else {
+        Encoding::Level
+    })
+}
+
+fn zconfig(level: u32, strategy: zlib_rs::Strategy) -> zlib_rs::DeflateConfig {
+    zlib_rs::DeflateConfig {
+        level: i32::try_from(level).unwrap_or(6),
+        method: zlib_rs::Method::Deflated,
+        // Raw deflate, 32 KiB window, zlib's default memory level (as flate2 uses).
+        window_bits: -15,
+        mem_level: 8,
+        strategy,
+    }
+}
+
+fn zerr(e: zlib_rs::DeflateError) -> io::Error {
+    io::Error::other(format!("deflate: {}", e.as_str()))
+}
+
+/// The compressed size of `sample` (one-shot, final block) with `strategy`.
+fn deflate_sample(
+    sample: &[u8],
+    out: &mut [u8],
+    level: u32,
+    strategy: zlib_rs::Strategy,
+) -> io::Result<usize> {
+    let mut d = zlib_rs::Deflate::new_with_config(zconfig(level, strategy));
+    match d
+        .compress(sample, out, zlib_rs::DeflateFlush::Finish)
+        .map_err(zerr)?
+    {
+        zlib_rs::Status::StreamEnd => usize::try_from(d.total_out())
+            .map_err(|_| io::Error::other("deflate: sample output too large")),
+        // Out of room: larger than the sample by far, so certainly no gain.
+        _ => Ok(out.len()),
+    }
+}
+
+/// `data` as stored deflate blocks (at most 65,535 bytes each, byte-aligned), the last
+/// one final when `last`. Needs no sync marker: stored blocks end on a byte boundary.
+fn stored_blocks(data: &[u8], last: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + (data.len() / 65_535 + 1) * 5);
+    // `choose` only picks stored for blocks of 128 KiB or more, so there is a chunk.
+    let n = data.len().div_ceil(65_535);
+    for (i, chunk) in data.chunks(65_535).enumerate() {
+        let fin = last && i + 1 == n;
+        out.push(u8::from(fin));
+        let len = u16::try_from(chunk.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
+/// Huffman-only deflate of the whole block, ending in a sync flush or a final block.
+fn huffman_block(data: &[u8], level: u32, last: bool) -> io::Result<Vec<u8>> {
+    let mut d = zlib_rs::Deflate::new_with_config(zconfig(level, zlib_rs::Strategy::HuffmanOnly));
+    let flush = if last {
+        zlib_rs::DeflateFlush::Finish
+    } else {
+        zlib_rs::DeflateFlush::SyncFlush
+    };
+    let mut out = vec![0u8; data.len() + data.len() / 8 + 4096];
+    let (mut used_in, mut used_out) = (0usize, 0usize);
+    loop {
+        if out.len() - used_out < 4096 {
+            out.resize(out.len() * 2, 0);
+        }
+        let status = d
+            .compress(&data[used_in..], &mut out[used_out..], flush)
+            .map_err(zerr)?;
+        used_in = usize::try_from(d.total_in())
+            .unwrap_or(data.len())
+            .min(data.len());
+        used_out = usize::try_from(d.total_out())
+            .unwrap_or(out.len())
+            .min(out.len());
+        let done = match status {
+            zlib_rs::Status::StreamEnd => true,
+            // A sync flush is complete once the compressor returns with output space left.
+            _ => !last && used_in == data.len() && used_out < out.len(),
+        };
+        if done {
+            out.truncate(used_out);
+            return Ok(out);
+        }
+    }
+}
+
 fn deflate_block(data: &[u8], level: u32, last: bool) -> io::Result<Vec<u8>> {
+    match choose(data, level)? {
+        Encoding::Stored => return Ok(stored_blocks(data, last)),
+        Encoding::HuffmanOnly => return huffman_block(data, level, last),
+        Encoding::Level => {}
+    }
     let mut c = Compress::new(Compression::new(level), false);
     let mut out = Vec::with_capacity(data.len() / 2 + 4096);
     let flush = if last {
@@ -224,6 +364,98 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    fn random(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    fn base64ish(n: usize) -> Vec<u8> {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        random(n, 7)
+            .iter()
+            .map(|b| A[usize::from(b & 63)])
+            .collect()
+    }
+
+    fn text(n: usize) -> Vec<u8> {
+        let words: Vec<String> = (0..500).map(|i| format!("w{i:04} ")).collect();
+        let r = random(n, 11);
+        let mut out = Vec::with_capacity(n + 8);
+        let mut i = 0;
+        while out.len() < n {
+            out.extend_from_slice(words[usize::from(r[i % n]) * 2 % 500].as_bytes());
+            i += 1;
+        }
+        out.truncate(n);
+        out
+    }
+
+    fn gunzip(gz: &[u8]) -> Vec<u8> {
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(gz)
+            .read_to_end(&mut back)
+            .expect("valid gzip");
+        back
+    }
+
+    #[test]
+    fn blocks_are_encoded_by_content() {
+        let n = BLOCK_SIZE;
+        assert_eq!(choose(&random(n, 3), 6).expect("choose"), Encoding::Stored);
+        assert_eq!(
+            choose(&base64ish(n), 6).expect("choose"),
+            Encoding::HuffmanOnly
+        );
+        assert_eq!(choose(&text(n), 6).expect("choose"), Encoding::Level);
+        assert_eq!(choose(&random(n, 3), 0).expect("choose"), Encoding::Level);
+    }
+
+    #[test]
+    fn mixed_encodings_round_trip_in_one_member() {
+        // Every order of stored, Huffman-only and level blocks, with a short tail, and
+        // the last block of each kind (final block flag).
+        let parts = [
+            random(BLOCK_SIZE, 5),
+            base64ish(BLOCK_SIZE),
+            text(BLOCK_SIZE),
+        ];
+        for order in [
+            [0, 1, 2],
+            [2, 1, 0],
+            [1, 0, 2],
+            [0, 2, 1],
+            [1, 2, 0],
+            [2, 0, 1],
+        ] {
+            for tail in [0usize, 300_000] {
+                let mut input: Vec<u8> = order.iter().flat_map(|&i| parts[i].clone()).collect();
+                input.extend_from_slice(&parts[order[0]][..tail]);
+                let mut w = ParallelGzip::new(Vec::new(), 6, 2).expect("new");
+                w.write_all(&input).expect("write");
+                let gz = w.finish().expect("finish");
+                assert_eq!(gunzip(&gz), input, "{order:?} + {tail}");
+            }
+        }
+        // Stored output is barely larger than the input; Huffman-only shrinks base64.
+        let r = random(4 * BLOCK_SIZE, 9);
+        let mut w = ParallelGzip::new(Vec::new(), 6, 2).expect("new");
+        w.write_all(&r).expect("write");
+        let gz = w.finish().expect("finish");
+        assert!(gz.len() < r.len() + r.len() / 1000 + 64, "{}", gz.len());
+        let b = base64ish(2 * BLOCK_SIZE);
+        let mut w = ParallelGzip::new(Vec::new(), 6, 2).expect("new");
+        w.write_all(&b).expect("write");
+        let gz = w.finish().expect("finish");
+        assert!(gz.len() < b.len() * 8 / 10, "{}", gz.len());
     }
 
     #[test]

@@ -41,7 +41,7 @@ use super::{
     is_overlay_xattr, peek, sniff, Compression, Decoder, Sniffed, OVERLAY_OPAQUE_XATTR, SNIFF_LEN,
     WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX,
 };
-use crate::digest::{Digest, HashingReader};
+use crate::digest::{Algorithm, Digest, Hasher, HashingReader};
 
 /// Deepest directory nesting removed recursively (whiteouts, opaque dirs, replacements).
 const MAX_DEPTH: usize = 512;
@@ -266,13 +266,18 @@ pub fn apply_layer<R: Read>(
     })?;
     let stream_err = |after: Option<String>| move |source| ApplyError::Stream { after, source };
 
-    let (prefix, chained) = peek(HashingReader::new(r), SNIFF_LEN).map_err(stream_err(None))?;
+    let (prefix, chained) = peek(r, SNIFF_LEN).map_err(stream_err(None))?;
     let compression = match sniff(&prefix) {
         Sniffed::Known(c) => c,
         Sniffed::Bzip2 => return Err(ApplyError::UnsupportedCompression("bzip2")),
         Sniffed::Xz => return Err(ApplyError::UnsupportedCompression("xz")),
     };
-    let decoder = Decoder::new(chained, compression).map_err(stream_err(None))?;
+    // A plain tar's stream digest is its diffID: hashing it twice would be wasted work.
+    let outer = StreamHash {
+        inner: chained,
+        hasher: (compression != Compression::None).then(|| Hasher::new(Algorithm::Sha256)),
+    };
+    let decoder = Decoder::new(outer, compression).map_err(stream_err(None))?;
     let mut archive = tar::Archive::new(HashingReader::new(decoder));
     let same_owner = opts
         .same_owner
@@ -307,14 +312,16 @@ pub fn apply_layer<R: Read>(
     let mut inner = archive.into_inner();
     io::copy(&mut inner, &mut io::sink()).map_err(stream_err(last.clone()))?;
     let (decoder, diff_id, _) = inner.finish();
-    let chained = match decoder {
+    let mut outer = match decoder {
         Decoder::Plain(c) => c,
         Decoder::Gzip(g) => g.into_inner(),
         Decoder::Zstd(z) => z.finish().into_inner(),
     };
-    let (_, mut outer) = chained.into_inner();
     io::copy(&mut outer, &mut io::sink()).map_err(stream_err(last))?;
-    let (_, digest, _) = outer.finish();
+    let digest = match outer.hasher {
+        Some(h) => h.finish(),
+        None => diff_id.clone(),
+    };
     Ok(Applied {
         digest,
         diff_id,
@@ -322,6 +329,23 @@ pub fn apply_layer<R: Read>(
         entries,
         skipped_xattrs,
     })
+}
+
+/// The compressed stream under the decoder, hashed for the blob digest unless that is the
+/// diffID anyway (a plain tar).
+struct StreamHash<R> {
+    inner: R,
+    hasher: Option<Hasher>,
+}
+
+impl<R: Read> Read for StreamHash<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
+    }
 }
 
 /// Metadata from one entry's header and PAX records.

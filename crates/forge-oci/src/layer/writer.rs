@@ -1,8 +1,9 @@
 //! Directory → layer tar → compressed blob, in one streaming pass.
 //!
-//! The writer stack is `tar blocks → HashingWriter (diffID) → Encoder → HashingWriter
-//! (blob digest) → caller's writer`, so each byte is produced, hashed and compressed once
-//! and nothing is buffered beyond a read buffer.
+//! The writer stack is `tar blocks → HashingWriter (diffID) → Encoder → BlobHash (blob
+//! digest; skipped when uncompressed, as the blob is then the tar) → caller's writer`, so
+//! each byte is produced, hashed and compressed once and nothing is buffered beyond a read
+//! buffer.
 //!
 //! Reproducibility: children are visited in bytewise name order (directory first, then its
 //! contents, as Go's `filepath.Walk` does), owners are numeric, no atime/ctime/uname/gname,
@@ -24,7 +25,7 @@ use super::{
     is_overlay_xattr, Compression, Encoder, Xattrs, OVERLAY_OPAQUE_USER_XATTR,
     OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX,
 };
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::{Algorithm, Digest, Hasher, HashingWriter};
 use crate::image::{descriptor, Descriptor};
 
 /// What the source directory is.
@@ -122,7 +123,31 @@ pub enum LayerWriteError {
     Write(#[source] io::Error),
 }
 
-type Stack<W> = HashingWriter<Encoder<HashingWriter<W>>>;
+type Stack<W> = HashingWriter<Encoder<BlobHash<W>>>;
+
+/// Hashes and counts the blob under the encoder, unless it is uncompressed: then the blob
+/// is the tar, whose digest and size the diffID hasher above already computes.
+struct BlobHash<W> {
+    inner: W,
+    hasher: Option<Hasher>,
+    written: u64,
+}
+
+impl<W: Write> Write for BlobHash<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(h) = &mut self.hasher {
+            // Only what the inner writer accepted, so a short write is not hashed twice.
+            h.update(&buf[..n]);
+            self.written += n as u64;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
 
 /// A layer being written. Use [`write_layer`] for the common case of one directory.
 pub struct LayerWriter<W: Write> {
@@ -163,8 +188,13 @@ struct Frame {
 impl<W: Write> LayerWriter<W> {
     /// Starts a layer that streams into `w`.
     pub fn new(w: W, opts: LayerOptions) -> Result<LayerWriter<W>, LayerWriteError> {
-        let enc = Encoder::new(HashingWriter::new(w), opts.compression, opts.level)
-            .map_err(LayerWriteError::Write)?;
+        let blob = BlobHash {
+            inner: w,
+            hasher: (opts.compression != Compression::None).then(|| Hasher::new(Algorithm::Sha256)),
+            written: 0,
+        };
+        let enc =
+            Encoder::new(blob, opts.compression, opts.level).map_err(LayerWriteError::Write)?;
         Ok(LayerWriter {
             out: HashingWriter::new(enc),
             opts,
@@ -225,8 +255,12 @@ impl<W: Write> LayerWriter<W> {
     pub fn finish(mut self) -> Result<(W, LayerInfo), LayerWriteError> {
         tarfmt::write_end(&mut self.out).map_err(LayerWriteError::Write)?;
         let (enc, diff_id, uncompressed_size) = self.out.finish();
-        let hashing = enc.finish().map_err(LayerWriteError::Write)?;
-        let (mut w, digest, size) = hashing.finish();
+        let blob = enc.finish().map_err(LayerWriteError::Write)?;
+        let (digest, size) = match blob.hasher {
+            Some(h) => (h.finish(), blob.written),
+            None => (diff_id.clone(), uncompressed_size),
+        };
+        let mut w = blob.inner;
         w.flush().map_err(LayerWriteError::Write)?;
         Ok((
             w,
