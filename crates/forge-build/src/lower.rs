@@ -249,6 +249,23 @@ struct State {
 }
 
 impl State {
+    /// A stage's starting state: its base's filesystem, config and history;
+    /// steps see the base's environment.
+    fn new(index: usize, root: VertexId, config: ImageConfig, steps: Vec<Step>) -> State {
+        let mut state = State {
+            index,
+            root,
+            config,
+            args: Vec::new(),
+            step_env: Vec::new(),
+            cmd_set: false,
+            steps,
+            step_no: 1,
+        };
+        state.step_env = state.env_pairs();
+        state
+    }
+
     fn container(&mut self) -> &mut ContainerConfig {
         self.config.config.get_or_insert_with(Default::default)
     }
@@ -449,9 +466,8 @@ impl Lowerer<'_> {
         let base_stage = self
             .stage_by_name(&base_name, false)
             .filter(|&i| i != index && i < index);
-        let mut state;
         let (base_history, base_layers, triggers);
-        if let Some(b) = base_stage {
+        let (root, config, steps) = if let Some(b) = base_stage {
             let root = self.stage(b)?;
             let out = self.stages[b].as_ref().expect("lowered above");
             let mut config = out.config.clone();
@@ -460,16 +476,7 @@ impl Lowerer<'_> {
             let steps = out.steps.clone();
             base_history = out.base_history.clone();
             base_layers = out.base_layers.clone();
-            state = State {
-                index,
-                root,
-                config,
-                args: Vec::new(),
-                step_env: Vec::new(),
-                cmd_set: false,
-                steps,
-                step_no: 1,
-            };
+            (root, config, steps)
         } else if base_name.eq_ignore_ascii_case("scratch") {
             let root = self.graph.add(
                 Op::Scratch,
@@ -490,16 +497,7 @@ impl Lowerer<'_> {
             triggers = Vec::new();
             base_history = Vec::new();
             base_layers = Vec::new();
-            state = State {
-                index,
-                root,
-                config,
-                args: Vec::new(),
-                step_env: Vec::new(),
-                cmd_set: false,
-                steps: Vec::new(),
-                step_no: 1,
-            };
+            (root, config, Vec::new())
         } else {
             let image = self.resolve_image(&base_name, from.image.span)?;
             let root = self.graph.add(
@@ -526,18 +524,9 @@ impl Lowerer<'_> {
                 config.config.get_or_insert_with(Default::default).env =
                     Some(vec![format!("PATH={DEFAULT_PATH}")]);
             }
-            state = State {
-                index,
-                root,
-                config,
-                args: Vec::new(),
-                step_env: Vec::new(),
-                cmd_set: false,
-                steps: Vec::new(),
-                step_no: 1,
-            };
-        }
-        state.step_env = state.env_pairs();
+            (root, config, Vec::new())
+        };
+        let mut state = State::new(index, root, config, steps);
         for trigger in triggers {
             let parsed = forge_dockerfile::parse(trigger.as_bytes()).map_err(|e| {
                 error_at(stage.from.span, format!("ONBUILD trigger {trigger:?}: {e}"))
