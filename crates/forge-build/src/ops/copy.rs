@@ -326,6 +326,27 @@ pub fn copy(req: &CopyRequest<'_>) -> Result<CopyOutcome, CopyError> {
     Ok(c.out)
 }
 
+/// Downloads an ADD URL (verified against `checksum` when given), in
+/// CopyError's terms.
+fn fetch_url(url: &str, checksum: Option<&Digest>) -> Result<fetch::Fetched, CopyError> {
+    fetch::fetch(url, checksum).map_err(|e| match e {
+        FetchError::Http(reason) => CopyError::Fetch {
+            url: url.to_string(),
+            reason,
+        },
+        FetchError::Io(source) => CopyError::Io {
+            op: "download",
+            path: url.to_string(),
+            source,
+        },
+        FetchError::Mismatch { expected, actual } => CopyError::ChecksumMismatch {
+            url: url.to_string(),
+            expected,
+            actual,
+        },
+    })
+}
+
 /// `--chown` as BuildKit resolves it: `user[:group]`, each a name (looked
 /// up in the destination's files) or a number; a numeric user alone means
 /// the same number for the group.
@@ -669,22 +690,7 @@ impl<'a> Copier<'a> {
     }
 
     fn add_url(&mut self, url: &str) -> Result<(), CopyError> {
-        let fetched = fetch::fetch(url, self.checksum.as_ref()).map_err(|e| match e {
-            FetchError::Http(reason) => CopyError::Fetch {
-                url: url.to_string(),
-                reason,
-            },
-            FetchError::Io(source) => CopyError::Io {
-                op: "download",
-                path: url.to_string(),
-                source,
-            },
-            FetchError::Mismatch { expected, actual } => CopyError::ChecksumMismatch {
-                url: url.to_string(),
-                expected,
-                actual,
-            },
-        })?;
+        let fetched = fetch_url(url, self.checksum.as_ref())?;
         self.out.urls.push(FetchedUrl {
             url: url.to_string(),
             digest: fetched.digest.clone(),
@@ -1171,22 +1177,7 @@ pub fn source_digest(
                 // download re-runs the step instead of reusing a stale layer.
                 // With --checksum the pinned digest is in the op already.
                 if op.add.as_ref().is_none_or(|a| a.checksum.is_none()) {
-                    let fetched = fetch::fetch(&url, None).map_err(|e| match e {
-                        FetchError::Http(reason) => CopyError::Fetch {
-                            url: url.to_string(),
-                            reason,
-                        },
-                        FetchError::Io(source) => CopyError::Io {
-                            op: "download",
-                            path: url.to_string(),
-                            source,
-                        },
-                        FetchError::Mismatch { expected, actual } => CopyError::ChecksumMismatch {
-                            url: url.to_string(),
-                            expected,
-                            actual,
-                        },
-                    })?;
+                    let fetched = fetch_url(&url, None)?;
                     h.update(fetched.digest.as_str().as_bytes());
                     let modified = fetched
                         .last_modified
