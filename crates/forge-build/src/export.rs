@@ -139,10 +139,7 @@ pub fn export(
     // Best effort: without the record the next unchanged build only gets a
     // new timestamp.
     if let Ok(bytes) = serde_json::to_vec(&(&manifest_desc, &id)) {
-        let tmp = store.tmp_path("export");
-        if std::fs::write(&tmp, bytes).is_ok() {
-            let _ = std::fs::rename(&tmp, &record);
-        }
+        let _ = store.write_file(&record, &bytes);
     }
     Ok(Exported {
         id,

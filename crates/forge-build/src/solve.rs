@@ -317,20 +317,12 @@ fn cache_get(store: &Store, key: &Digest) -> Option<Chain> {
         .then_some(chain)
 }
 
-/// Records a result: temp file, fsync, rename; a reader never sees half.
-fn cache_put(store: &Store, key: &Digest, chain: &Chain) -> std::io::Result<()> {
-    let path = cache_path(store, key);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = store.tmp_path("cache");
-    let bytes = serde_json::to_vec(chain).map_err(std::io::Error::other)?;
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut f, &bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, &path)
+/// Records a result atomically; a reader never sees half.
+fn cache_put(store: &Store, key: &Digest, chain: &Chain) -> Result<(), String> {
+    let bytes = serde_json::to_vec(chain).map_err(|e| e.to_string())?;
+    store
+        .write_file(&cache_path(store, key), &bytes)
+        .map_err(|e| e.to_string())
 }
 
 /// A read-only view of a chain's filesystem, as a path. Holding it keeps

@@ -116,6 +116,26 @@ impl Store {
         &self.layout
     }
 
+    /// Writes a small file of the store (a cache record) atomically: staged in
+    /// `tmp/`, fsynced, renamed into place, its directory fsynced. Readers see
+    /// the old file or the new one, never half.
+    pub fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let dir = path.parent().unwrap_or(&self.root);
+        fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        let tmp = self.tmp_path("file");
+        let result = (|| {
+            let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+            f.write_all(bytes).map_err(io_err("write", &tmp))?;
+            f.sync_all().map_err(io_err("fsync", &tmp))?;
+            fs::rename(&tmp, path).map_err(io_err("rename", path))?;
+            sync_dir(dir)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
     /// A fresh path in `tmp/` that no other writer uses: `tmp/<prefix>-<pid>-<n>-<nanos>`.
     pub fn tmp_path(&self, prefix: &str) -> PathBuf {
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
