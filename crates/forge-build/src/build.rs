@@ -28,12 +28,17 @@ pub struct BuildRequest<'a> {
     pub build_args: BTreeMap<String, String>,
     pub target: Option<String>,
     pub no_cache: bool,
+    /// Stage names whose steps ignore the cache (`--no-cache-filter`); names that no
+    /// stage has are ignored, as BuildKit does.
+    pub no_cache_filter: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub network: Option<Network>,
     pub secrets: BTreeMap<String, Secret>,
     pub jobs: usize,
     pub source_date_epoch: Option<i64>,
     pub progress: &'a dyn Progress,
+    /// Where base images come from ([`StoreResolver`]: the store only).
+    pub resolver: &'a dyn ImageResolver,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +108,7 @@ pub fn build(req: BuildRequest<'_>) -> Result<BuildOutcome, BuildError> {
             network: req.network,
             labels: req.labels.clone(),
         },
-        &StoreResolver(req.store),
+        req.resolver,
     )?;
     let stat_cache = Mutex::new(StatCache::load(
         &req.store
@@ -125,6 +130,19 @@ pub fn build(req: BuildRequest<'_>) -> Result<BuildOutcome, BuildError> {
             context: context.as_ref(),
             stat_cache: &stat_cache,
             no_cache: req.no_cache,
+            no_cache_stages: plan
+                .stages
+                .iter()
+                .flatten()
+                .filter(|s| {
+                    s.name.as_ref().is_some_and(|n| {
+                        req.no_cache_filter
+                            .iter()
+                            .any(|f| f.eq_ignore_ascii_case(n))
+                    })
+                })
+                .map(|s| s.index)
+                .collect(),
             secrets: &req.secrets,
             jobs: req.jobs,
             source_date_epoch: req.source_date_epoch,

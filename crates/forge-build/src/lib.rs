@@ -8,7 +8,9 @@
 //!   scoping and expansion rules.
 //! - [`context`] selects COPY sources in the build context (globs,
 //!   `.dockerignore`, never outside the root) and digests exactly what they
-//!   select, with a stat cache so unchanged files are not read again.
+//!   select, with a stat cache so unchanged files are not read again;
+//!   [`context_stream`] takes a context archive (or a lone Dockerfile) from
+//!   standard input.
 //! - [`solve`] runs what the target needs, in parallel where the graph
 //!   allows, each step from the cache when its key (op, inputs' keys, the
 //!   context content it reads) was seen before; [`export`] turns the target
@@ -20,6 +22,7 @@
 //!   COPY/ADD's new files into an empty directory that becomes its layer.
 pub mod build;
 pub mod context;
+pub mod context_stream;
 pub mod export;
 pub mod graph;
 pub mod lower;

@@ -20,7 +20,7 @@ use forge_sandbox::{MountSpec, ProcessSpec, RootFs, RootFsView, SandboxSpec, Std
 use forge_store::active::{ActiveSnapshot, CommitOptions};
 use forge_store::{Store, StoreDir};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -66,6 +66,8 @@ pub struct SolveOptions<'a> {
     pub context: Option<&'a BuildContext>,
     pub stat_cache: &'a Mutex<StatCache>,
     pub no_cache: bool,
+    /// Stages (by index) whose steps ignore the cache (`--no-cache-filter`).
+    pub no_cache_stages: BTreeSet<usize>,
     pub secrets: &'a BTreeMap<String, Secret>,
     /// Steps run at once (at least 1).
     pub jobs: usize,
@@ -116,7 +118,7 @@ pub fn solve(
     let graph = &plan.graph;
     let needed = graph.needed(roots);
     struct State {
-        results: Vec<Option<(Chain, Digest)>>,
+        results: Vec<Option<Solved>>,
         started: Vec<bool>,
         failed: Option<SolveError>,
         running: usize,
@@ -155,7 +157,7 @@ pub fn solve(
                 };
                 st.started[next] = true;
                 st.running += 1;
-                let inputs: Vec<(Chain, Digest)> = graph.vertices[next]
+                let inputs: Vec<Solved> = graph.vertices[next]
                     .inputs
                     .iter()
                     .map(|&i| st.results[i].clone().expect("inputs are solved"))
@@ -180,7 +182,7 @@ pub fn solve(
     if let Some(e) = st.failed {
         return Err(e);
     }
-    Ok(st.results.into_iter().map(|r| r.map(|(c, _)| c)).collect())
+    Ok(st.results.into_iter().map(|r| r.map(|s| s.chain)).collect())
 }
 
 fn step_error(v: &Vertex, vertex: VertexId, message: impl std::fmt::Display) -> SolveError {
@@ -192,21 +194,34 @@ fn step_error(v: &Vertex, vertex: VertexId, message: impl std::fmt::Display) -> 
     }
 }
 
+/// A solved vertex: its filesystem, its cache key, and whether it ran in this build
+/// (rather than coming from the cache).
+#[derive(Clone)]
+struct Solved {
+    chain: Chain,
+    key: Digest,
+    ran: bool,
+}
+
 /// Cache key, then cache lookup, then execution.
+///
+/// A step whose input ran in this build runs too, whatever the cache holds: a cached
+/// result was made from the input's earlier output, which this build replaced
+/// (`--no-cache-filter` and a lost cache entry both come down to this).
 fn solve_one(
     plan: &Plan,
     id: VertexId,
-    inputs: &[(Chain, Digest)],
+    inputs: &[Solved],
     opts: &SolveOptions<'_>,
-) -> Result<(Chain, Digest), SolveError> {
+) -> Result<Solved, SolveError> {
     let v = &plan.graph.vertices[id];
     let err = |m: &dyn std::fmt::Display| step_error(v, id, m);
     let mut h = Hasher::new(Algorithm::Sha256);
     h.update(b"forge-cache-v1\0");
     h.update(v.digest.as_str().as_bytes());
-    for (_, key) in inputs {
+    for input in inputs {
         h.update(b"\0input\0");
-        h.update(key.as_str().as_bytes());
+        h.update(input.key.as_str().as_bytes());
     }
     for d in context_reads(v, opts).map_err(|e| err(&e))? {
         h.update(b"\0context\0");
@@ -215,13 +230,19 @@ fn solve_one(
     let key = h.finish();
     let started = Instant::now();
     let cacheable = !matches!(v.op, Op::Image { .. } | Op::Scratch);
-    if cacheable && !opts.no_cache {
+    let use_cache =
+        !opts.no_cache && !opts.no_cache_stages.contains(&v.stage) && !inputs.iter().any(|i| i.ran);
+    if cacheable && use_cache {
         if let Some(chain) = cache_get(opts.store, &key) {
             opts.progress.event(Event::Cached {
                 vertex: id,
                 name: v.name.clone(),
             });
-            return Ok((chain, key));
+            return Ok(Solved {
+                chain,
+                key,
+                ran: false,
+            });
         }
     }
     if cacheable {
@@ -230,7 +251,7 @@ fn solve_one(
             name: v.name.clone(),
         });
     }
-    let chains: Vec<&Chain> = inputs.iter().map(|(c, _)| c).collect();
+    let chains: Vec<&Chain> = inputs.iter().map(|i| &i.chain).collect();
     let result = execute(plan, id, &chains, opts);
     match result {
         Ok(chain) => {
@@ -243,7 +264,11 @@ fn solve_one(
                     elapsed: started.elapsed(),
                 });
             }
-            Ok((chain, key))
+            Ok(Solved {
+                chain,
+                key,
+                ran: cacheable,
+            })
         }
         Err(e) => {
             opts.progress.event(Event::Failed {
@@ -385,16 +410,45 @@ fn commit(
         )
         .map_err(|e| e.to_string())?;
     let mut chain = parent.clone();
-    if let Some(c) = committed {
-        chain.layers.push(Layer {
+    let layer = match committed {
+        Some(c) => Layer {
             chain_id: c.chain_id,
             diff_id: c.diff_id,
             blob: c.blob,
             size: c.blob_size,
             media_type: c.media_type,
-        });
-    }
+        },
+        // BuildKit exports a layer for every RUN, COPY, ADD and WORKDIR step, an empty
+        // tar when the step changed nothing, and its history says so (`empty_layer`
+        // false): the image's layer list must match step for step.
+        None => empty_layer(store, parent, sde)?,
+    };
+    chain.layers.push(layer);
     Ok(chain)
+}
+
+/// The layer of a step that changed nothing: a tar with no entries on top of `parent`.
+fn empty_layer(store: &Store, parent: &Chain, sde: Option<i64>) -> Result<Layer, String> {
+    let empty = tempdir_in(store)?;
+    let blob = store
+        .write_layer_blob(
+            empty.path(),
+            SourceKind::Directory,
+            Compression::Gzip,
+            None,
+            sde,
+        )
+        .map_err(|e| e.to_string())?;
+    let chain_id = store
+        .snapshot_layer(parent.top(), &blob.digest, &blob.diff_id)
+        .map_err(|e| e.to_string())?;
+    Ok(Layer {
+        chain_id,
+        diff_id: blob.diff_id,
+        blob: blob.digest,
+        size: blob.size,
+        media_type: Compression::Gzip.oci_media_type().to_owned(),
+    })
 }
 
 fn execute(
@@ -487,7 +541,7 @@ fn execute(
             )
             .map_err(err)
         }
-        Op::Exec(e) => run_exec(v, id, e, inputs[0], opts),
+        Op::Exec(e) => run_exec(v, id, e, inputs, opts),
     }
 }
 
@@ -614,10 +668,18 @@ fn run_exec(
     v: &Vertex,
     id: VertexId,
     e: &crate::graph::Exec,
-    parent: &Chain,
+    inputs: &[&Chain],
     opts: &SolveOptions<'_>,
 ) -> Result<Chain, SolveError> {
     let err = |m: String| step_error(v, id, m);
+    let parent = inputs[0];
+    // A mount's `from=` vertex is one of the step's inputs (lower adds them in order).
+    let input_chain = |source: VertexId| {
+        v.inputs
+            .iter()
+            .position(|&i| i == source)
+            .and_then(|pos| inputs.get(pos).copied())
+    };
     let store = opts.store;
     let active = store
         .prepare(parent.top())
@@ -721,22 +783,29 @@ fn run_exec(
                 // Binding the host directory itself would expose ignored files (and
                 // let writes of an `rw` bind reach the user's tree), so the selected
                 // sources are staged with the COPY engine into a private directory,
-                // the same selection the step's cache key digests.
-                let ctx = match from {
-                    Source::Context => opts.context.ok_or_else(|| {
+                // the same selection the step's cache key digests. A stage's or an
+                // image's tree is staged the same way (owners kept), so writes to an
+                // `rw` mount never reach its snapshots.
+                let empty = tempdir_in(store).map_err(err)?;
+                let view;
+                let source_tree = match from {
+                    Source::Context => CopySource::Context(opts.context.ok_or_else(|| {
                         err("RUN --mount from the build context, but there is none".into())
-                    })?,
-                    Source::Vertex(_) => {
-                        return Err(err(
-                            "RUN --mount=type=bind,from=<stage or image> is not supported yet"
-                                .into(),
-                        ))
+                    })?),
+                    Source::Vertex(vertex) => {
+                        let chain = input_chain(*vertex).ok_or_else(|| {
+                            err(format!(
+                                "RUN --mount from={vertex}: not an input of the step"
+                            ))
+                        })?;
+                        view = View::open(store, chain).map_err(err)?;
+                        CopySource::Tree(view.path().unwrap_or(empty.path()))
                     }
                 };
                 let stage_dir = scratch.path().join(format!("bind-{i}"));
                 std::fs::create_dir_all(&stage_dir).map_err(|x| err(x.to_string()))?;
                 let select = crate::graph::Copy {
-                    from: Source::Context,
+                    from: from.clone(),
                     sources: vec![source.clone()],
                     inline: Vec::new(),
                     dest: "/mnt".into(),
@@ -749,7 +818,7 @@ fn run_exec(
                 };
                 copy::copy(&CopyRequest {
                     op: &select,
-                    source: CopySource::Context(ctx),
+                    source: source_tree,
                     dest_view: None,
                     users_view: None,
                     diff_dir: &stage_dir,

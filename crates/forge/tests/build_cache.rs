@@ -13,6 +13,7 @@ mod support;
 
 use std::fs;
 use std::path::Path;
+use std::process::Command;
 use std::time::Instant;
 
 use build_support::*;
@@ -406,4 +407,148 @@ fn an_unchanged_rebuild_is_the_same_image() {
     assert_eq!(id(&root), first);
     std::fs::write(ctx.join("a.txt"), "changed\n").expect("write");
     assert_ne!(id(&root), first);
+}
+
+#[test]
+fn no_cache_filter_reruns_the_named_stage_and_what_depends_on_it() {
+    let tmp = scratch("build-no-cache-filter");
+    let root = tmp.path().join("store");
+    let ctx = tmp.path().join("ctx");
+    import_busybox_image(&root);
+    fs::create_dir_all(&ctx).expect("mkdir");
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox AS base\nRUN echo base > /base\n\
+         FROM busybox AS Tools\nRUN echo tools > /tools\n\
+         FROM base AS final\nCOPY --from=tools /tools /tools\nRUN echo final > /final\n",
+    )
+    .expect("write");
+    let c = ctx.to_str().expect("utf-8");
+    build_ok(&root, &["-t", "app:1", c]);
+
+    // Stage names match case-insensitively and comma lists work, as in buildx; a name
+    // no stage has is ignored.
+    let r = build_ok(
+        &root,
+        &["--no-cache-filter", "TOOLS,nosuch", "-t", "app:1", c],
+    );
+    assert_eq!(
+        short(ran(&r.stderr)),
+        [
+            "RUN echo tools > /tools",
+            "COPY --from=tools /tools /tools",
+            "RUN echo final > /final"
+        ],
+        "the filtered stage and the steps that use its result run:\n{}",
+        r.stderr
+    );
+    assert_eq!(
+        short(cached(&r.stderr)),
+        ["RUN echo base > /base"],
+        "{}",
+        r.stderr
+    );
+    // A later plain build takes the fresh results from the cache.
+    let again = build_ok(&root, &["-t", "app:1", c]);
+    assert_all_cached(&again, "build after --no-cache-filter");
+}
+
+/// `forge build [-f PATH] - < INPUT`.
+fn build_from_stdin(root: &Path, args: &[&str], input: &Path) -> Run {
+    let mut c = forge(root);
+    c.arg("build")
+        .arg("--progress=plain")
+        .args(args)
+        .arg("-")
+        .stdin(fs::File::open(input).expect("open stdin input"));
+    output(&mut c)
+}
+
+#[test]
+fn a_context_archive_or_a_dockerfile_on_stdin() {
+    let tmp = scratch("build-stdin");
+    let root = tmp.path().join("store");
+    let ctx = tmp.path().join("ctx");
+    import_busybox_image(&root);
+    fs::create_dir_all(ctx.join("sub")).expect("mkdir");
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nCOPY . /ctx/\nRUN cat /ctx/a.txt > /a2\n",
+    )
+    .expect("write");
+    fs::write(
+        ctx.join("sub/Other.dockerfile"),
+        "FROM busybox\nCOPY sub/b.txt /b\n",
+    )
+    .expect("write");
+    fs::write(ctx.join("a.txt"), "from the archive\n").expect("write");
+    fs::write(ctx.join("sub/b.txt"), "b\n").expect("write");
+    fs::write(ctx.join("ignored.txt"), "i\n").expect("write");
+    fs::write(ctx.join(".dockerignore"), "ignored.txt\n").expect("write");
+
+    // A gzip'd tar of the context, made by GNU tar.
+    let archive = tmp.path().join("ctx.tar.gz");
+    let r = output(
+        Command::new("tar")
+            .arg("-czf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&ctx)
+            .arg("."),
+    );
+    assert!(r.ok, "tar: {}", r.stderr);
+    let r = build_from_stdin(&root, &["-t", "fromtar:1"], &archive);
+    assert!(r.ok, "build - < ctx.tar.gz: {}", r.stderr);
+    let work = tmp.path().join("unpack");
+    let rootfs = unpack(&root, "fromtar:1", &work).expect("unpack");
+    assert_eq!(
+        fs::read_to_string(rootfs.join("a2")).expect("/a2"),
+        "from the archive\n"
+    );
+    assert!(rootfs.join("ctx/sub/b.txt").is_file());
+    assert!(
+        !rootfs.join("ctx/ignored.txt").exists(),
+        ".dockerignore inside the archive applies"
+    );
+
+    // -f names a Dockerfile inside the archive.
+    let r = build_from_stdin(
+        &root,
+        &["-f", "sub/Other.dockerfile", "-t", "other:1"],
+        &archive,
+    );
+    assert!(r.ok, "build -f sub/Other.dockerfile -: {}", r.stderr);
+    let rootfs = unpack(&root, "other:1", &work).expect("unpack");
+    assert_eq!(fs::read_to_string(rootfs.join("b")).expect("/b"), "b\n");
+    let r = build_from_stdin(&root, &["-f", "missing/Dockerfile"], &archive);
+    assert!(!r.ok);
+    assert!(
+        r.stderr.contains("no Dockerfile at missing/Dockerfile"),
+        "{}",
+        r.stderr
+    );
+
+    // Anything but an archive is a Dockerfile, with no context to copy from.
+    let lone = tmp.path().join("Lone");
+    fs::write(&lone, "FROM busybox\nRUN echo lone > /lone\n").expect("write");
+    let r = build_from_stdin(&root, &["-t", "lone:1"], &lone);
+    assert!(r.ok, "build - < Dockerfile: {}", r.stderr);
+    let rootfs = unpack(&root, "lone:1", &work).expect("unpack");
+    assert_eq!(
+        fs::read_to_string(rootfs.join("lone")).expect("/lone"),
+        "lone\n"
+    );
+    fs::write(&lone, "FROM busybox\nCOPY a.txt /\n").expect("write");
+    let r = build_from_stdin(&root, &[], &lone);
+    assert!(!r.ok, "COPY with no context fails:\n{}", r.stderr);
+
+    // Both from standard input is docker's usage error.
+    let r = build_from_stdin(&root, &["-f", "-"], &lone);
+    assert!(!r.ok);
+    assert!(
+        r.stderr
+            .contains("can't use stdin for both build context and dockerfile"),
+        "{}",
+        r.stderr
+    );
 }

@@ -7,7 +7,7 @@
 //! Everything below works on directory descriptors, one path component at a
 //! time without following symlinks (`fsx`), so sources never leave their
 //! root and writes never leave the layer directory.
-mod archive;
+pub(crate) mod archive;
 pub mod copy;
 mod dest;
 mod fetch;

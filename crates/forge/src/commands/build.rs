@@ -2,7 +2,9 @@
 
 use super::human::{fail, open_store, source_date_epoch};
 use super::Source;
-use forge_build::build::{build, BuildError, BuildRequest};
+use anyhow::Context as _;
+use forge_build::build::{build, BuildError, BuildRequest, StoreResolver};
+use forge_build::context_stream::{read_stdin_context, ExtractedContext, StdinContext};
 use forge_build::graph::Network;
 use forge_build::progress::{Event, Progress};
 use forge_build::solve::{Secret, SolveError};
@@ -31,6 +33,9 @@ pub struct Args {
     /// Do not use the cache
     #[arg(long)]
     no_cache: bool,
+    /// Do not use the cache for these stages (by name; may be repeated or comma-separated)
+    #[arg(long = "no-cache-filter", value_name = "STAGE")]
+    no_cache_filter: Vec<String>,
     /// Set metadata for the image (`KEY=VALUE`)
     #[arg(long = "label")]
     labels: Vec<String>,
@@ -58,8 +63,88 @@ pub struct Args {
     /// Write build result metadata (JSON, as buildx does) to this file
     #[arg(long)]
     metadata_file: Option<PathBuf>,
-    /// The build context directory
+    /// The build context: a directory, or `-` for a tar archive (or a lone Dockerfile)
+    /// on standard input
     context: PathBuf,
+}
+
+/// The Dockerfile and the context a build reads, from the command line's paths or
+/// standard input.
+struct BuildInput {
+    source: Source,
+    /// The Dockerfile on disk (for `<Dockerfile>.dockerignore`), if it is one.
+    dockerfile_path: Option<PathBuf>,
+    context: Option<PathBuf>,
+    /// Keeps a context extracted from standard input until the build is done.
+    _extracted: Option<ExtractedContext>,
+}
+
+impl BuildInput {
+    /// docker's rules: `-` as the context reads an archive (the Dockerfile inside it,
+    /// at `-f`'s path, default `Dockerfile`) or, if standard input is no archive, a
+    /// Dockerfile with no context; `-f -` reads the Dockerfile from standard input.
+    fn read(store: &forge_store::Store, args: &Args) -> anyhow::Result<BuildInput> {
+        let stdin_dockerfile = args.file.as_deref() == Some(std::path::Path::new("-"));
+        if args.context.as_os_str() != "-" {
+            let path = args
+                .file
+                .clone()
+                .unwrap_or_else(|| args.context.join("Dockerfile"));
+            return Ok(BuildInput {
+                source: Source::read(&path)?,
+                dockerfile_path: (!stdin_dockerfile).then_some(path),
+                context: Some(args.context.clone()),
+                _extracted: None,
+            });
+        }
+        if stdin_dockerfile {
+            anyhow::bail!(
+                "invalid argument: can't use stdin for both build context and dockerfile"
+            );
+        }
+        match read_stdin_context(store, std::io::stdin().lock())? {
+            StdinContext::Dockerfile(bytes) => Ok(BuildInput {
+                source: Source {
+                    name: "Dockerfile".into(),
+                    bytes,
+                },
+                dockerfile_path: None,
+                context: None,
+                _extracted: None,
+            }),
+            StdinContext::Archive(extracted) => {
+                let name = args.file.clone().unwrap_or_else(|| "Dockerfile".into());
+                let inside = name.components().all(|c| {
+                    matches!(
+                        c,
+                        std::path::Component::Normal(_) | std::path::Component::CurDir
+                    )
+                });
+                if !inside {
+                    anyhow::bail!(
+                        "the Dockerfile ({}) must be a path inside the context archive",
+                        name.display()
+                    );
+                }
+                let path = extracted.path().join(&name);
+                let bytes = std::fs::read(&path).with_context(|| {
+                    format!(
+                        "the context archive has no Dockerfile at {}",
+                        name.display()
+                    )
+                })?;
+                Ok(BuildInput {
+                    source: Source {
+                        name: name.display().to_string(),
+                        bytes,
+                    },
+                    dockerfile_path: Some(path),
+                    context: Some(extracted.path().to_path_buf()),
+                    _extracted: Some(extracted),
+                })
+            }
+        }
+    }
 }
 
 /// BuildKit's plain progress: `#N name`, output lines, `#N DONE 0.2s`,
@@ -206,15 +291,20 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
             Err(e) => return Ok(fail(e)),
         }
     }
-    let dockerfile_path = args
-        .file
-        .clone()
-        .unwrap_or_else(|| args.context.join("Dockerfile"));
-    let source = Source::read(&dockerfile_path)?;
     let store = match open_store(root) {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
+    let input = match BuildInput::read(&store, &args) {
+        Ok(input) => input,
+        Err(e) => return Ok(fail(format!("{e:#}"))),
+    };
+    let BuildInput {
+        source,
+        dockerfile_path,
+        context,
+        _extracted,
+    } = input;
     let progress = Plain {
         start: Instant::now(),
         numbers: Mutex::new(BTreeMap::new()),
@@ -227,18 +317,25 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
         store: &store,
         dockerfile: source.bytes.clone(),
         dockerfile_name: source.name.clone(),
-        dockerfile_path: (dockerfile_path.as_os_str() != "-").then_some(dockerfile_path.clone()),
-        context: Some(args.context.clone()),
+        dockerfile_path,
+        context,
         tags: tags.clone(),
         build_args,
         target: args.target.clone(),
         no_cache: args.no_cache,
+        no_cache_filter: args
+            .no_cache_filter
+            .iter()
+            .flat_map(|f| f.split(','))
+            .map(str::to_owned)
+            .collect(),
         labels,
         network,
         secrets,
         jobs,
         source_date_epoch: source_date_epoch(),
         progress: &progress,
+        resolver: &StoreResolver(&store),
     });
     match outcome {
         Ok(out) => {
