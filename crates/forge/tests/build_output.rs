@@ -124,3 +124,95 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .expect("sha256sum");
     String::from_utf8_lossy(&o.stdout)[..64].to_string()
 }
+
+/// Runs `forge build ARGS` with standard error on a pseudo-terminal of 100×40 and
+/// returns what the terminal received.
+fn build_on_a_terminal(root: &std::path::Path, args: &[&str]) -> (bool, String) {
+    use std::io::Read as _;
+    let pty = nix::pty::openpty(
+        Some(&nix::pty::Winsize {
+            ws_row: 40,
+            ws_col: 100,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        }),
+        None,
+    )
+    .expect("openpty");
+    let mut cmd = support::forge(root);
+    cmd.arg("build")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::from(pty.slave));
+    let mut child = cmd.spawn().expect("spawn forge");
+    // Our copy of the slave went into the command: once forge exits the master reads
+    // EIO, which ends the capture.
+    drop(cmd);
+    let mut master = std::fs::File::from(pty.master);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    let status = child.wait().expect("wait forge");
+    (
+        status.success(),
+        String::from_utf8_lossy(&seen).into_owned(),
+    )
+}
+
+#[test]
+fn progress_auto_is_a_live_view_on_a_terminal() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("store");
+    import_busybox_image(&root);
+    let ctx = tmp.path().join("ctx");
+    fs::create_dir_all(&ctx).expect("mkdir");
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN echo step-output && sleep 0.5\nRUN echo two > /two\n",
+    )
+    .expect("write");
+    let c = ctx.to_str().expect("utf-8");
+    let (ok, screen) = build_on_a_terminal(&root, &["-t", "live:1", c]);
+    assert!(ok, "build failed:\n{screen}");
+    assert!(screen.contains("[+] Building"), "{screen}");
+    assert!(
+        screen.contains(" FINISHED"),
+        "the last frame says FINISHED:\n{screen}"
+    );
+    assert!(
+        screen.contains(" => [stage-0 2/3] RUN echo step-output && sleep 0.5"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("\x1b[2K"),
+        "frames are redrawn in place:\n{screen}"
+    );
+    assert!(
+        !screen.contains("#1 "),
+        "no plain progress on a terminal:\n{screen}"
+    );
+    assert!(
+        screen.lines().all(|l| l.chars().count() <= 100 + 16),
+        "lines fit the terminal's width (escape codes aside):\n{screen}"
+    );
+    // A rebuild shows the steps as CACHED.
+    let (ok, screen) = build_on_a_terminal(&root, &["-t", "live:1", c]);
+    assert!(ok, "rebuild failed:\n{screen}");
+    assert!(
+        screen.contains(" => CACHED [stage-0 2/3] RUN echo step-output"),
+        "{screen}"
+    );
+    // --progress=plain still gives plain lines on a terminal.
+    let (ok, screen) = build_on_a_terminal(&root, &["--progress=plain", "-t", "live:1", c]);
+    assert!(ok);
+    assert!(
+        screen.contains("#1 [stage-0 2/3] RUN echo step-output"),
+        "{screen}"
+    );
+    assert!(!screen.contains("[+] Building"), "{screen}");
+}

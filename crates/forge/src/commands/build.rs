@@ -1,20 +1,17 @@
 //! `forge build`: docker/buildx's flags; progress as BuildKit prints it.
 
 use super::human::{fail, open_store, source_date_epoch};
+use super::progress::BuildProgress;
 use super::Source;
 use anyhow::Context as _;
 use forge_build::build::{build, BuildError, BuildRequest, StoreResolver};
 use forge_build::context_stream::{read_stdin_context, ExtractedContext, StdinContext};
 use forge_build::graph::Network;
-use forge_build::progress::{Event, Progress};
 use forge_build::solve::{Secret, SolveError};
 use forge_oci::Reference;
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
-use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -147,60 +144,6 @@ impl BuildInput {
     }
 }
 
-/// BuildKit's plain progress: `#N name`, output lines, `#N DONE 0.2s`,
-/// `#N CACHED`. Vertices are numbered in the order they are first seen.
-struct Plain {
-    start: Instant,
-    numbers: Mutex<BTreeMap<usize, (usize, Instant)>>,
-    quiet: bool,
-}
-
-impl Plain {
-    fn number(&self, vertex: usize) -> (usize, Instant) {
-        let mut n = self.numbers.lock().expect("progress lock");
-        let next = n.len() + 1;
-        *n.entry(vertex).or_insert((next, Instant::now()))
-    }
-}
-
-impl Progress for Plain {
-    fn event(&self, event: Event) {
-        if self.quiet {
-            return;
-        }
-        let mut err = std::io::stderr().lock();
-        let _ = match event {
-            Event::Started { vertex, name } => {
-                let (n, _) = self.number(vertex);
-                writeln!(err, "#{n} {name}")
-            }
-            Event::Cached { vertex, name } => {
-                let (n, _) = self.number(vertex);
-                writeln!(err, "#{n} {name}\n#{n} CACHED")
-            }
-            Event::Output { vertex, line } => {
-                let (n, t) = self.number(vertex);
-                writeln!(err, "#{n} {:.3} {line}", t.elapsed().as_secs_f64())
-            }
-            Event::Done {
-                vertex, elapsed, ..
-            } => {
-                let (n, _) = self.number(vertex);
-                writeln!(err, "#{n} DONE {:.1}s", elapsed.as_secs_f64())
-            }
-            Event::Failed {
-                vertex, message, ..
-            } => {
-                let (n, _) = self.number(vertex);
-                writeln!(err, "#{n} ERROR: {message}")
-            }
-            Event::Info(msg) => {
-                writeln!(err, "#0 {msg} {:.1}s", self.start.elapsed().as_secs_f64())
-            }
-        };
-    }
-}
-
 fn key_value(s: &str) -> (String, Option<String>) {
     match s.split_once('=') {
         Some((k, v)) => (k.to_string(), Some(v.to_string())),
@@ -305,10 +248,9 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
         context,
         _extracted,
     } = input;
-    let progress = Plain {
-        start: Instant::now(),
-        numbers: Mutex::new(BTreeMap::new()),
-        quiet: args.quiet || args.progress == "quiet",
+    let progress = match BuildProgress::new(&args.progress, args.quiet) {
+        Ok(p) => p,
+        Err(e) => return Ok(fail(e)),
     };
     let jobs = args
         .jobs
@@ -337,6 +279,7 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
         progress: &progress,
         resolver: &StoreResolver(&store),
     });
+    progress.finish(outcome.is_ok());
     match outcome {
         Ok(out) => {
             let id = out.image.id.to_string();
@@ -372,11 +315,9 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
                 });
                 std::fs::write(path, serde_json::to_vec_pretty(&meta)?)?;
             }
-            if !progress.quiet {
-                eprintln!("#0 writing image {id} done");
-                for t in &tags {
-                    eprintln!("#0 naming to {t} done");
-                }
+            progress.result_line(&format!("writing image {id} done"));
+            for t in &tags {
+                progress.result_line(&format!("naming to {t} done"));
             }
             if let Some(path) = &args.iidfile {
                 std::fs::write(path, &id)?;

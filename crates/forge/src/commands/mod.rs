@@ -11,6 +11,7 @@ pub mod import;
 pub mod inspect;
 pub mod load;
 pub mod parse;
+pub mod progress;
 pub mod prune;
 pub mod rmi;
 pub mod save;
