@@ -1,6 +1,7 @@
 //! One build, end to end: parse the Dockerfile, open the context, lower
 //! against the store's images, solve, export and name the image.
 
+use crate::cache::{CacheMode, CacheRecords, ImportedCache};
 use crate::context::{BuildContext, ContextError, StatCache};
 use crate::export::{self, ExportError, Exported};
 use crate::graph::Network;
@@ -8,7 +9,7 @@ use crate::lower::{self, ImageResolver, LowerError, LowerOptions, Plan, Resolved
 use crate::progress::{Event, Progress};
 use crate::solve::{self, Chain, Secret, SolveError, SolveOptions};
 use forge_dockerfile::Diagnostic;
-use forge_oci::Reference;
+use forge_oci::{Digest, Reference};
 use forge_store::Store;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,6 +40,8 @@ pub struct BuildRequest<'a> {
     pub progress: &'a dyn Progress,
     /// Where base images come from ([`StoreResolver`]: the store only).
     pub resolver: &'a dyn ImageResolver,
+    /// Shared caches to consult when the local cache misses (`--cache-from`).
+    pub imported_caches: &'a [ImportedCache],
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +63,17 @@ pub enum BuildError {
 pub struct BuildOutcome {
     pub image: Exported,
     pub plan: Plan,
+    /// Each solved vertex's filesystem, by vertex.
     pub results: Vec<Option<Chain>>,
+    /// Each solved vertex's cache key, by vertex (what `--cache-to` exports).
+    pub cache_keys: Vec<Option<Digest>>,
+}
+
+impl BuildOutcome {
+    /// The records `--cache-to` exports in `mode`.
+    pub fn cache_records(&self, mode: CacheMode) -> CacheRecords {
+        CacheRecords::of_build(&self.plan, &self.results, &self.cache_keys, mode)
+    }
 }
 
 /// Base images come from the store (pulling is not there yet).
@@ -130,6 +143,7 @@ pub fn build(req: BuildRequest<'_>) -> Result<BuildOutcome, BuildError> {
             context: context.as_ref(),
             stat_cache: &stat_cache,
             no_cache: req.no_cache,
+            imported_caches: req.imported_caches,
             no_cache_stages: plan
                 .stages
                 .iter()
@@ -154,7 +168,13 @@ pub fn build(req: BuildRequest<'_>) -> Result<BuildOutcome, BuildError> {
     if let Ok(mut c) = stat_cache.lock() {
         let _ = c.save();
     }
-    let results = results?;
+    let (results, cache_keys): (Vec<_>, Vec<_>) = results?
+        .into_iter()
+        .map(|r| match r {
+            Some((chain, key)) => (Some(chain), Some(key)),
+            None => (None, None),
+        })
+        .unzip();
     req.progress.event(Event::Info("exporting to image".into()));
     let image = export::export(
         req.store,
@@ -168,5 +188,6 @@ pub fn build(req: BuildRequest<'_>) -> Result<BuildOutcome, BuildError> {
         image,
         plan,
         results,
+        cache_keys,
     })
 }

@@ -15,12 +15,15 @@
 //!   allows, each step from the cache when its key (op, inputs' keys, the
 //!   context content it reads) was seen before; [`export`] turns the target
 //!   stage's result into an image config, manifest and names in the store.
+//! - [`cache`] holds the cache records, locally and as an OCI artifact shared
+//!   through a registry or a directory (`--cache-to`, `--cache-from`).
 //! - [`progress`] is the stream of events a build reports, rendered by the CLI.
 //! - [`graph`] holds the vertices; a vertex's digest covers its operation and
 //!   its inputs' digests, so equal work has equal identity.
 //! - [`ops`] performs the file operations of a step: [`ops::copy`] writes a
 //!   COPY/ADD's new files into an empty directory that becomes its layer.
 pub mod build;
+pub mod cache;
 pub mod context;
 pub mod context_stream;
 pub mod export;

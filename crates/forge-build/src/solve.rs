@@ -9,6 +9,7 @@
 //! written atomically; an entry whose snapshots or blobs are gone is a miss,
 //! never an error. A failing step leaves the cache of the steps before it.
 
+use crate::cache::{self, ImportedCache};
 use crate::context::{BuildContext, StatCache};
 use crate::graph::{ExecMount, Network, Op, Source, Vertex, VertexId};
 use crate::lower::Plan;
@@ -66,6 +67,8 @@ pub struct SolveOptions<'a> {
     pub context: Option<&'a BuildContext>,
     pub stat_cache: &'a Mutex<StatCache>,
     pub no_cache: bool,
+    /// Shared caches consulted when the local cache misses (`--cache-from`).
+    pub imported_caches: &'a [ImportedCache],
     /// Stages (by index) whose steps ignore the cache (`--no-cache-filter`).
     pub no_cache_stages: BTreeSet<usize>,
     pub secrets: &'a BTreeMap<String, Secret>,
@@ -109,12 +112,12 @@ impl SolveError {
 /// Output lines kept for an error message.
 const TAIL: usize = 20;
 
-/// Solves `roots` and what they need; returns each needed vertex's chain.
+/// Solves `roots` and what they need; returns each needed vertex's chain and cache key.
 pub fn solve(
     plan: &Plan,
     roots: &[VertexId],
     opts: &SolveOptions<'_>,
-) -> Result<Vec<Option<Chain>>, SolveError> {
+) -> Result<Vec<Option<(Chain, Digest)>>, SolveError> {
     let graph = &plan.graph;
     let needed = graph.needed(roots);
     struct State {
@@ -182,7 +185,11 @@ pub fn solve(
     if let Some(e) = st.failed {
         return Err(e);
     }
-    Ok(st.results.into_iter().map(|r| r.map(|s| s.chain)).collect())
+    Ok(st
+        .results
+        .into_iter()
+        .map(|r| r.map(|s| (s.chain, s.key)))
+        .collect())
 }
 
 fn step_error(v: &Vertex, vertex: VertexId, message: impl std::fmt::Display) -> SolveError {
@@ -233,7 +240,12 @@ fn solve_one(
     let use_cache =
         !opts.no_cache && !opts.no_cache_stages.contains(&v.stage) && !inputs.iter().any(|i| i.ran);
     if cacheable && use_cache {
-        if let Some(chain) = cache_get(opts.store, &key) {
+        let hit = cache::get(opts.store, &key).or_else(|| {
+            opts.imported_caches
+                .iter()
+                .find_map(|c| c.restore(opts.store, &key))
+        });
+        if let Some(chain) = hit {
             opts.progress.event(Event::Cached {
                 vertex: id,
                 name: v.name.clone(),
@@ -257,7 +269,7 @@ fn solve_one(
         Ok(chain) => {
             if cacheable {
                 // A cache that cannot be written only costs a rebuild later.
-                let _ = cache_put(opts.store, &key, &chain);
+                let _ = cache::put(opts.store, &key, &chain);
                 opts.progress.event(Event::Done {
                     vertex: id,
                     name: v.name.clone(),
@@ -323,31 +335,6 @@ fn context_reads(v: &Vertex, opts: &SolveOptions<'_>) -> Result<Vec<Digest>, Str
         _ => {}
     }
     Ok(out)
-}
-
-fn cache_path(store: &Store, key: &Digest) -> PathBuf {
-    store
-        .dir(StoreDir::Cache)
-        .join(format!("{}.json", key.hex()))
-}
-
-/// A cache entry, if it is complete: every snapshot and blob still there.
-fn cache_get(store: &Store, key: &Digest) -> Option<Chain> {
-    let bytes = std::fs::read(cache_path(store, key)).ok()?;
-    let chain: Chain = serde_json::from_slice(&bytes).ok()?;
-    chain
-        .layers
-        .iter()
-        .all(|l| store.has_snapshot(&l.chain_id) && store.has_blob(&l.blob))
-        .then_some(chain)
-}
-
-/// Records a result atomically; a reader never sees half.
-fn cache_put(store: &Store, key: &Digest, chain: &Chain) -> Result<(), String> {
-    let bytes = serde_json::to_vec(chain).map_err(|e| e.to_string())?;
-    store
-        .write_file(&cache_path(store, key), &bytes)
-        .map_err(|e| e.to_string())
 }
 
 /// A read-only view of a chain's filesystem, as a path. Holding it keeps

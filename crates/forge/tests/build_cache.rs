@@ -552,3 +552,102 @@ fn a_context_archive_or_a_dockerfile_on_stdin() {
         r.stderr
     );
 }
+
+/// Imports the busybox rootfs with a fixed SOURCE_DATE_EPOCH, so that separate stores
+/// (separate machines) hold the very same base image, as after pulling it.
+fn import_pinned_busybox(root: &Path) {
+    let tar = busybox_tar();
+    let r = output(
+        forge(root)
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(["import", "-c", "CMD [\"/bin/sh\"]", "-c", "ENV PATH=/bin"])
+            .arg(&tar)
+            .arg("busybox:latest"),
+    );
+    assert!(r.ok, "import: {}", r.stderr);
+}
+
+#[test]
+fn a_cache_exported_to_a_directory_serves_a_fresh_store() {
+    let tmp = scratch("build-shared-cache");
+    let (a, b) = (tmp.path().join("machine-a"), tmp.path().join("machine-b"));
+    let ctx = tmp.path().join("ctx");
+    let cache_dir = tmp.path().join("cache");
+    import_pinned_busybox(&a);
+    import_pinned_busybox(&b);
+    context(&ctx);
+    let c = ctx.to_str().expect("utf-8");
+    let to = format!("type=local,dest={},mode=max", cache_dir.display());
+    let from = format!("type=local,src={}", cache_dir.display());
+
+    let first = build_ok(&a, &["--cache-to", &to, "-t", "app:1", c]);
+    assert_eq!(short(ran(&first.stderr)).len(), 5, "{}", first.stderr);
+    let r = output(
+        Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("oci:{}:latest", cache_dir.display())),
+    );
+    assert!(r.ok, "skopeo reads the cache directory: {}", r.stderr);
+    assert!(
+        r.stdout.contains("application/vnd.forge.buildcache.v1"),
+        "{}",
+        r.stdout
+    );
+
+    // Machine B starts empty (but for its base image): every step comes from the cache.
+    let r = build_ok(&b, &["--cache-from", &from, "-t", "app:1", c]);
+    assert_all_cached(&r, "fresh store with --cache-from");
+    let rootfs = unpack(&b, "app:1", &tmp.path().join("unpack")).expect("unpack");
+    assert_eq!(fs::read_to_string(rootfs.join("a2")).expect("/a2"), "a\n");
+    assert_eq!(
+        fs::read_to_string(rootfs.join("last")).expect("/last"),
+        "last\n"
+    );
+
+    // A changed file on B re-runs only what depends on it.
+    fs::write(ctx.join("b.txt"), "b on machine b\n").expect("write");
+    let r = build_ok(&b, &["--cache-from", &from, "-t", "app:1", c]);
+    assert_eq!(
+        short(ran(&r.stderr)),
+        [
+            "COPY b.txt /b.txt",
+            "RUN echo $V > /v",
+            "RUN echo last > /last"
+        ],
+        "{}",
+        r.stderr
+    );
+
+    // A damaged or missing cache only misses: the build still succeeds.
+    let c_fresh = tmp.path().join("machine-c");
+    import_pinned_busybox(&c_fresh);
+    // Every layer blob (gzip) gets one byte flipped; the records still name them.
+    let mut corrupted = 0;
+    for entry in fs::read_dir(cache_dir.join("blobs/sha256")).expect("blobs") {
+        let path = entry.expect("entry").path();
+        let mut bytes = fs::read(&path).expect("read blob");
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0xff;
+            fs::write(&path, bytes).expect("corrupt a blob");
+            corrupted += 1;
+        }
+    }
+    assert!(corrupted >= 5, "{corrupted} layer blobs corrupted");
+    let r = build_ok(&c_fresh, &["--cache-from", &from, "-t", "app:1", c]);
+    assert_eq!(
+        short(ran(&r.stderr)).len(),
+        5,
+        "no record with a damaged blob is taken:\n{}",
+        r.stderr
+    );
+    let rootfs = unpack(&c_fresh, "app:1", &tmp.path().join("unpack-c")).expect("unpack");
+    assert_eq!(fs::read_to_string(rootfs.join("a2")).expect("/a2"), "a\n");
+    let missing = format!("type=local,src={}", tmp.path().join("nowhere").display());
+    let r = build_ok(&c_fresh, &["--cache-from", &missing, "-t", "app:2", c]);
+    assert!(
+        r.stderr.contains("WARNING: importing cache"),
+        "{}",
+        r.stderr
+    );
+}

@@ -5,6 +5,7 @@ use super::progress::BuildProgress;
 use super::Source;
 use anyhow::Context as _;
 use forge_build::build::{build, BuildError, BuildRequest, StoreResolver};
+use forge_build::cache::{self, CacheMode, ImportedCache};
 use forge_build::context_stream::{read_stdin_context, ExtractedContext, StdinContext};
 use forge_build::graph::Network;
 use forge_build::solve::{Secret, SolveError};
@@ -57,12 +58,76 @@ pub struct Args {
     /// Also write the result: `type=oci|docker|tar|local,dest=PATH` (a bare path: local)
     #[arg(short = 'o', long = "output")]
     outputs: Vec<String>,
+    /// Export the build cache: `type=local,dest=DIR` or `type=registry,ref=NAME`
+    /// (a bare NAME: registry), with `mode=min` (default: the final stage's steps) or
+    /// `mode=max` (every step)
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    cache_to: Vec<String>,
+    /// Use an exported build cache: `type=local,src=DIR` or `type=registry,ref=NAME`
+    /// (a bare NAME: registry)
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    cache_from: Vec<String>,
     /// Write build result metadata (JSON, as buildx does) to this file
     #[arg(long)]
     metadata_file: Option<PathBuf>,
     /// The build context: a directory, or `-` for a tar archive (or a lone Dockerfile)
     /// on standard input
     context: PathBuf,
+}
+
+/// Where a build cache goes or comes from (buildx's `--cache-to` / `--cache-from`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CacheSpec {
+    Local { dir: PathBuf, mode: CacheMode },
+    Registry { reference: String, mode: CacheMode },
+}
+
+impl CacheSpec {
+    /// `to`: an export (`dest=`), else an import (`src=`).
+    fn parse(spec: &str, to: bool) -> Result<CacheSpec, String> {
+        if !spec.contains('=') {
+            return Ok(CacheSpec::Registry {
+                reference: spec.to_string(),
+                mode: CacheMode::Min,
+            });
+        }
+        let mut kind = None;
+        let mut fields = BTreeMap::new();
+        for field in spec.split(',') {
+            match key_value(field) {
+                (k, Some(v)) if k == "type" => kind = Some(v),
+                (k, Some(v)) => {
+                    fields.insert(k, v);
+                }
+                (k, None) => return Err(format!("invalid cache field \"{k}\" in \"{spec}\"")),
+            }
+        }
+        let mode = match fields.get("mode").map(String::as_str) {
+            None | Some("min") => CacheMode::Min,
+            Some("max") => CacheMode::Max,
+            Some(other) => return Err(format!("invalid cache mode \"{other}\" (min or max)")),
+        };
+        let field = |name: &str| {
+            fields
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("cache \"{spec}\" needs {name}="))
+        };
+        match kind.as_deref() {
+            Some("local") => Ok(CacheSpec::Local {
+                dir: PathBuf::from(field(if to { "dest" } else { "src" })?),
+                mode,
+            }),
+            Some("registry") => Ok(CacheSpec::Registry {
+                reference: field("ref")?,
+                mode,
+            }),
+            Some(other) => Err(format!(
+                "cache type \"{other}\" not supported by forge (local, registry)"
+            )),
+            None => Err(format!("cache \"{spec}\" needs type=")),
+        }
+    }
 }
 
 /// The Dockerfile and the context a build reads, from the command line's paths or
@@ -140,6 +205,33 @@ impl BuildInput {
                     _extracted: Some(extracted),
                 })
             }
+        }
+    }
+}
+
+fn import_cache(store: &forge_store::Store, spec: &CacheSpec) -> anyhow::Result<ImportedCache> {
+    match spec {
+        CacheSpec::Local { dir, .. } => Ok(cache::import_local(dir)?),
+        CacheSpec::Registry { reference, .. } => {
+            let _ = store;
+            anyhow::bail!("type=registry caches need the registry client (issue 7): {reference}")
+        }
+    }
+}
+
+fn export_cache(
+    store: &forge_store::Store,
+    outcome: &forge_build::build::BuildOutcome,
+    spec: &CacheSpec,
+) -> anyhow::Result<()> {
+    match spec {
+        CacheSpec::Local { dir, mode } => Ok(cache::export_local(
+            store,
+            &outcome.cache_records(*mode),
+            dir,
+        )?),
+        CacheSpec::Registry { reference, .. } => {
+            anyhow::bail!("type=registry caches need the registry client (issue 7): {reference}")
         }
     }
 }
@@ -227,6 +319,20 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
             Err(e) => return Ok(fail(e)),
         }
     }
+    let mut cache_to = Vec::new();
+    for spec in &args.cache_to {
+        match CacheSpec::parse(spec, true) {
+            Ok(c) => cache_to.push(c),
+            Err(e) => return Ok(fail(e)),
+        }
+    }
+    let mut cache_from = Vec::new();
+    for spec in &args.cache_from {
+        match CacheSpec::parse(spec, false) {
+            Ok(c) => cache_from.push(c),
+            Err(e) => return Ok(fail(e)),
+        }
+    }
     let mut outputs = Vec::new();
     for o in &args.outputs {
         match forge_build::export::Output::parse(o) {
@@ -248,6 +354,14 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
         context,
         _extracted,
     } = input;
+    // A cache that cannot be read only misses, as in buildx: say so and go on.
+    let mut imported_caches = Vec::new();
+    for spec in &cache_from {
+        match import_cache(&store, spec) {
+            Ok(c) => imported_caches.push(c),
+            Err(e) => eprintln!("WARNING: importing cache {spec:?}: {e:#}"),
+        }
+    }
     let progress = match BuildProgress::new(&args.progress, args.quiet) {
         Ok(p) => p,
         Err(e) => return Ok(fail(e)),
@@ -278,6 +392,7 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
         source_date_epoch: source_date_epoch(),
         progress: &progress,
         resolver: &StoreResolver(&store),
+        imported_caches: &imported_caches,
     });
     progress.finish(outcome.is_ok());
     match outcome {
@@ -299,6 +414,11 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
                     source_date_epoch(),
                 ) {
                     return Ok(fail(e));
+                }
+            }
+            for spec in &cache_to {
+                if let Err(e) = export_cache(&store, &out, spec) {
+                    return Ok(fail(format!("exporting cache: {e:#}")));
                 }
             }
             if let Some(path) = &args.metadata_file {
