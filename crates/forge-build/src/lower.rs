@@ -618,11 +618,15 @@ impl Lowerer<'_> {
                 let mut parts = Vec::new();
                 for def in defs {
                     let key = def.name.value.clone();
-                    let value = match (self.opts.build_args.get(&key), &def.default) {
+                    // History shows the Dockerfile's default, expanded (BuildKit
+                    // expands ARG's words before dispatching it).
+                    let default = match &def.default {
+                        Some(d) => Some(self.expand(&d.value, &st.expansion_env(), d.span)?),
+                        None => None,
+                    };
+                    let value = match (self.opts.build_args.get(&key), &default) {
                         (Some(v), _) => Some(v.clone()),
-                        (None, Some(d)) => {
-                            Some(self.expand(&d.value, &st.expansion_env(), d.span)?)
-                        }
+                        (None, Some(d)) => Some(d.clone()),
                         (None, None) => self
                             .global
                             .iter()
@@ -630,15 +634,19 @@ impl Lowerer<'_> {
                             .find(|(k, _)| *k == key)
                             .map(|(_, v)| v.clone()),
                     };
-                    parts.push(match &def.default {
-                        Some(d) => format!("{key}={}", d.value),
+                    parts.push(match &default {
+                        Some(d) => format!("{key}={d}"),
                         None => key.clone(),
                     });
                     if let Some(v) = &value {
                         st.set_step_env(&key, v);
                     }
-                    st.args.retain(|(k, _)| *k != key);
-                    st.args.push((key, value));
+                    // A re-declared arg keeps its first place in RUN's history
+                    // (BuildKit's runCommandString dedupes by first index).
+                    match st.args.iter_mut().find(|(k, _)| *k == key) {
+                        Some(slot) => slot.1 = value,
+                        None => st.args.push((key, value)),
+                    }
                 }
                 st.history(format!("ARG {}", parts.join(" ")), None);
             }
@@ -782,8 +790,7 @@ impl Lowerer<'_> {
                         }
                     }
                 };
-                let test = config.test.clone().unwrap_or_default();
-                st.history(format!("HEALTHCHECK {}", go_quote_list(&test)), None);
+                st.history(format!("HEALTHCHECK {}", go_health_config(&config)), None);
                 st.container().healthcheck = Some(config);
             }
             InstructionKind::Onbuild(o) => {
@@ -1201,6 +1208,81 @@ fn go_quote_list(items: &[String]) -> String {
     format!("[{}]", quoted.join(" "))
 }
 
+/// BuildKit's history text for HEALTHCHECK: Go's `%q` of the config struct pointer,
+/// `&{["CMD-SHELL" "curl x"] "30s" "3s" "0s" "0s" '\x03'}` (test, interval, timeout,
+/// start period, start interval, retries as a quoted rune).
+fn go_health_config(c: &HealthConfig) -> String {
+    let d = |ns: Option<i64>| format!("\"{}\"", go_duration(ns.unwrap_or(0)));
+    format!(
+        "&{{{} {} {} {} {} {}}}",
+        go_quote_list(c.test.as_deref().unwrap_or_default()),
+        d(c.interval),
+        d(c.timeout),
+        d(c.start_period),
+        d(c.start_interval),
+        go_quote_rune(c.retries.unwrap_or(0))
+    )
+}
+
+/// Go's `time.Duration.String`: `0s`, `1.5s`, `1m30s`, `1h0m0s`, `500ms`, `2µs`, `3ns`.
+fn go_duration(ns: i64) -> String {
+    // `v / 10^prec` with the fraction's trailing zeros (and a bare point) dropped.
+    fn frac(v: u64, prec: u32) -> String {
+        let unit = 10u64.pow(prec);
+        let (int, f) = (v / unit, v % unit);
+        if f == 0 {
+            return int.to_string();
+        }
+        let digits = format!("{f:0width$}", width = prec as usize);
+        format!("{int}.{}", digits.trim_end_matches('0'))
+    }
+    if ns == 0 {
+        return "0s".into();
+    }
+    let sign = if ns < 0 { "-" } else { "" };
+    let u = ns.unsigned_abs();
+    let body = if u < 1_000_000_000 {
+        match u {
+            0..=999 => format!("{u}ns"),
+            1_000..=999_999 => format!("{}µs", frac(u, 3)),
+            _ => format!("{}ms", frac(u, 6)),
+        }
+    } else {
+        let secs = frac(u % 60_000_000_000, 9);
+        let minutes = u / 60_000_000_000;
+        match (minutes / 60, minutes % 60) {
+            (0, 0) => format!("{secs}s"),
+            (0, m) => format!("{m}m{secs}s"),
+            (h, m) => format!("{h}h{m}m{secs}s"),
+        }
+    };
+    format!("{sign}{body}")
+}
+
+/// Go's `%q` of an int: a single-quoted rune literal (`'\x03'`, `'A'`).
+fn go_quote_rune(n: i64) -> String {
+    let escaped = match n {
+        7 => "\\a".to_string(),
+        8 => "\\b".to_string(),
+        9 => "\\t".to_string(),
+        10 => "\\n".to_string(),
+        11 => "\\v".to_string(),
+        12 => "\\f".to_string(),
+        13 => "\\r".to_string(),
+        39 => "\\'".to_string(),
+        92 => "\\\\".to_string(),
+        0..=31 | 127 => format!("\\x{n:02x}"),
+        32..=126 => char::from(n as u8).to_string(),
+        _ => match u32::try_from(n).ok().and_then(char::from_u32) {
+            Some(c) if !c.is_control() => c.to_string(),
+            Some(_) if n <= 0xffff => format!("\\u{n:04x}"),
+            Some(_) => format!("\\U{n:08x}"),
+            None => "\\ufffd".to_string(),
+        },
+    };
+    format!("'{escaped}'")
+}
+
 /// EXPOSE `80`, `80/tcp`, `8000-8010/udp` → `"80/tcp"` keys (ranges expanded).
 fn expose_keys(word: &str) -> Result<Vec<String>, String> {
     let (ports, proto) = match word.split_once('/') {
@@ -1232,6 +1314,30 @@ fn expose_keys(word: &str) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_formats_of_the_healthcheck_history() {
+        let cases = [
+            (0, "0s"),
+            (3, "3ns"),
+            (1_500, "1.5µs"),
+            (500_000_000, "500ms"),
+            (1_500_000_000, "1.5s"),
+            (30_000_000_000, "30s"),
+            (90_000_000_000, "1m30s"),
+            (3_600_000_000_000, "1h0m0s"),
+            (3_723_250_000_000, "1h2m3.25s"),
+            (-2_000_000_000, "-2s"),
+        ];
+        for (ns, want) in cases {
+            assert_eq!(go_duration(ns), want, "{ns}ns");
+        }
+        assert_eq!(go_quote_rune(0), "'\\x00'");
+        assert_eq!(go_quote_rune(3), "'\\x03'");
+        assert_eq!(go_quote_rune(10), "'\\n'");
+        assert_eq!(go_quote_rune(65), "'A'");
+        assert_eq!(go_quote_rune(39), "'\\''");
+    }
 
     struct Images;
 
