@@ -673,7 +673,7 @@ fn run_exec(
         .map_err(|e| err(e.to_string()))?;
     let lowerdirs = active.lowerdirs().to_vec();
     // Users resolve in the step's root filesystem.
-    let (uid, gid, groups) = {
+    let (uid, gid, groups, home) = {
         let view = View::open(store, parent).map_err(err)?;
         let spec = if e.user.is_empty() {
             "0"
@@ -685,9 +685,9 @@ fn run_exec(
                 let f = std::fs::File::open(p).map_err(|x| err(x.to_string()))?;
                 let u = forge_sandbox::users::resolve_user_in(std::os::fd::AsFd::as_fd(&f), spec)
                     .map_err(|x| err(format!("unable to find user {spec}: {x}")))?;
-                (u.uid, u.gid, u.additional_gids)
+                (u.uid, u.gid, u.additional_gids, u.home)
             }
-            None => (0, 0, Vec::new()),
+            None => (0, 0, Vec::new(), PathBuf::from("/")),
         }
     };
     // The working directory must exist: make it in the upper dir if the
@@ -703,6 +703,11 @@ fn run_exec(
     let scratch = tempdir_in(store).map_err(err)?;
     let mut mounts = Vec::new();
     let mut env = e.env.clone();
+    // As runc does for BuildKit: HOME from the user's passwd entry unless the
+    // step's environment sets it.
+    if !env.iter().any(|kv| kv.starts_with("HOME=")) {
+        env.push(format!("HOME={}", home.display()));
+    }
     let mut held_locks = Vec::new();
     for (i, m) in e.mounts.iter().enumerate() {
         match m {
