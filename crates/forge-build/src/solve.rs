@@ -727,7 +727,47 @@ fn run_exec(
                 ..
             } => {
                 let name = Digest::sha256_of(cache_id.as_bytes());
-                let dir = store.dir(StoreDir::Cache).join("mounts").join(name.hex());
+                let mounts_dir = store.dir(StoreDir::Cache).join("mounts");
+                std::fs::create_dir_all(&mounts_dir).map_err(|x| err(x.to_string()))?;
+                let lock_of = |instance: &str| mounts_dir.join(format!("{instance}.lock"));
+                let instance = match sharing.as_str() {
+                    // BuildKit's sharing modes: `shared` lets steps use the cache
+                    // at once; `locked` makes them take turns; `private` gives a
+                    // step that finds the cache in use another instance of it
+                    // (kept, and reused by later steps that find it free).
+                    "private" => {
+                        let mut n = 0usize;
+                        loop {
+                            let instance = match n {
+                                0 => name.hex().to_string(),
+                                n => format!("{}-{n}", name.hex()),
+                            };
+                            let lock = forge_store::lock::try_lock(
+                                &lock_of(&instance),
+                                forge_store::lock::LockMode::Exclusive,
+                            )
+                            .map_err(|x| err(x.to_string()))?;
+                            if let Some(lock) = lock {
+                                held_locks.push(lock);
+                                break instance;
+                            }
+                            n += 1;
+                        }
+                    }
+                    "locked" => {
+                        let instance = name.hex().to_string();
+                        held_locks.push(
+                            forge_store::lock::lock(
+                                &lock_of(&instance),
+                                forge_store::lock::LockMode::Exclusive,
+                            )
+                            .map_err(|x| err(x.to_string()))?,
+                        );
+                        instance
+                    }
+                    _ => name.hex().to_string(),
+                };
+                let dir = mounts_dir.join(&instance);
                 if !dir.exists() {
                     std::fs::create_dir_all(&dir).map_err(|x| err(x.to_string()))?;
                     use std::os::unix::fs::PermissionsExt;
@@ -735,15 +775,6 @@ fn run_exec(
                         .map_err(|x| err(x.to_string()))?;
                     std::os::unix::fs::chown(&dir, Some(*uid), Some(*gid))
                         .map_err(|x| err(x.to_string()))?;
-                }
-                if sharing != "shared" {
-                    // locked (and private, approximated): one step at a time.
-                    let lock = forge_store::lock::lock(
-                        &dir.with_extension("lock"),
-                        forge_store::lock::LockMode::Exclusive,
-                    )
-                    .map_err(|x| err(x.to_string()))?;
-                    held_locks.push(lock);
                 }
                 mounts.push(MountSpec::Bind {
                     source: dir,

@@ -651,3 +651,43 @@ fn a_cache_exported_to_a_directory_serves_a_fresh_store() {
         r.stderr
     );
 }
+
+#[test]
+fn a_private_cache_mount_in_use_gives_another_instance() {
+    let tmp = scratch("build-cache-private");
+    let root = tmp.path().join("store");
+    let ctx = tmp.path().join("ctx");
+    import_busybox_image(&root);
+    fs::create_dir_all(&ctx).expect("mkdir");
+    // Two independent stages run at once; each lists the cache, then leaves a file in
+    // it while it holds it for 3 s. `private` gives the second one its own instance,
+    // so neither sees the other's file (`locked` would make the second wait and see
+    // the first's).
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox AS a\n\
+         RUN --mount=type=cache,id=p,sharing=private,target=/c ls /c > /seen-a && touch /c/from-a && sleep 3\n\
+         FROM busybox AS b\n\
+         RUN --mount=type=cache,id=p,sharing=private,target=/c ls /c > /seen-b && touch /c/from-b && sleep 3\n\
+         FROM busybox\nCOPY --from=a /seen-a /\nCOPY --from=b /seen-b /\n",
+    )
+    .expect("write");
+    let c = ctx.to_str().expect("utf-8");
+    build_ok(&root, &["--jobs", "2", "-t", "private:1", c]);
+    let rootfs = unpack(&root, "private:1", &tmp.path().join("unpack")).expect("unpack");
+    assert_eq!(
+        fs::read_to_string(rootfs.join("seen-a")).expect("/seen-a"),
+        ""
+    );
+    assert_eq!(
+        fs::read_to_string(rootfs.join("seen-b")).expect("/seen-b"),
+        ""
+    );
+    // Both instances persist for later steps.
+    let instances: Vec<String> = fs::read_dir(root.join("cache/mounts"))
+        .expect("cache mounts")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    assert_eq!(instances.len(), 2, "{instances:?}");
+}
