@@ -87,6 +87,13 @@ pub enum SandboxError {
     #[error("sandbox init died without reporting: {detail}")]
     InitDied { detail: String },
 
+    /// A host port for forwarding cannot be bound (in use, or not an
+    /// address of this host).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: io::Error,
+    },
     /// The signal cannot be delivered to the sandbox.
     #[error("signal {signal}: {source}")]
     Signal { signal: i32, source: Errno },

@@ -410,9 +410,9 @@ fn reap_and_forward(child: libc::pid_t) -> libc::c_int {
     }
 }
 
-/// Open a pseudo-terminal in the sandbox's own devpts, make its slave the
-/// console, and send the master to forge. Returns the slave.
-fn open_pty(report: RawFd, size: WindowSize) -> Result<RawFd, Errno> {
+/// A new terminal on the devpts of this process's `/dev/ptmx`, at `size`:
+/// (master, slave), both close-on-exec. Async-signal-safe.
+pub(crate) fn new_pty(size: WindowSize) -> Result<(RawFd, RawFd), Errno> {
     // SAFETY: NUL-terminated path.
     let master = unsafe {
         libc::open(
@@ -451,6 +451,13 @@ fn open_pty(report: RawFd, size: WindowSize) -> Result<RawFd, Errno> {
     if unsafe { libc::ioctl(slave, libc::TIOCSWINSZ, &ws) } < 0 {
         return Err(Errno::last());
     }
+    Ok((master, slave))
+}
+
+/// Open a pseudo-terminal in the sandbox's own devpts, make its slave the
+/// console, and send the master to forge. Returns the slave.
+fn open_pty(report: RawFd, size: WindowSize) -> Result<RawFd, Errno> {
+    let (master, slave) = new_pty(size)?;
     // runc binds the terminal over /dev/console.
     // SAFETY: NUL-terminated path.
     let console = unsafe {
@@ -509,7 +516,7 @@ fn check(r: libc::c_int) -> Result<(), Errno> {
 /// The order follows runc's `finalizeNamespace`: rlimits and
 /// no_new_privs while still privileged, bounding set, then the ids
 /// (keeping capabilities across setuid), then the final capability sets.
-fn command(plan: &ExecPlan, pipe: RawFd, pty: Option<RawFd>) -> ! {
+pub(crate) fn command(plan: &ExecPlan, pipe: RawFd, pty: Option<RawFd>) -> ! {
     let s = |kind| Step::new(kind, 0);
     // SAFETY (whole block): system calls on prepared, live data.
     unsafe {

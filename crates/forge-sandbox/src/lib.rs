@@ -11,6 +11,12 @@
 //! (read through a [`RootFsView`]), and [`cleanup_stale`] removes what a
 //! killed forge left behind.
 //!
+//! For long-lived sandboxes (containers), from any process: [`exec_in`]
+//! runs another process in a running sandbox's namespaces and cgroups,
+//! [`freeze`] pauses it (cgroup freezer), [`usage_of`] reads its cgroup
+//! figures, and a [`PortForwarder`] forwards host TCP ports into its
+//! network namespace.
+//!
 //! The semantics are runc's default spec with a pid 1 of our own:
 //! new mount, pid, uts, ipc and cgroup namespaces (and network, on
 //! request), docker's default capabilities, `no_new_privs`, runc's masked
@@ -84,7 +90,9 @@ pub mod capabilities;
 mod cgroups;
 mod error;
 mod etc;
+mod forward;
 mod init;
+mod join;
 mod namespaces;
 mod overlay;
 mod report;
@@ -97,8 +105,11 @@ pub mod users;
 mod view;
 
 pub use capabilities::{CapSet, Capability};
+pub use cgroups::control::{freeze, usage_of};
 pub use cgroups::Usage;
 pub use error::SandboxError;
+pub use forward::{bind_host_port, PortForwarder, PortMapping};
+pub use join::{exec_in, Joined};
 pub use sandbox::{run, ExitStatus, Output, Sandbox};
 pub use spec::{
     Limits, MountSpec, Network, ProcessSpec, ResolvConf, Rlimit, RlimitResource, RootFs,

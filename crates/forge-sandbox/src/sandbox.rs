@@ -16,7 +16,7 @@ use crate::init::{self, ExecPlan, Plan};
 use crate::overlay::{self, Layers};
 use crate::report::{self, step, Msg, Step};
 use crate::rootfs::{self, mountpoints, Kind, MountOp, RootfsPlan};
-use crate::spec::{MountSpec, RootFs, SandboxSpec, Stdio, WindowSize, DEFAULT_PATH};
+use crate::spec::{MountSpec, ProcessSpec, RootFs, SandboxSpec, Stdio, WindowSize, DEFAULT_PATH};
 use crate::state::{self, StateDir};
 use crate::{etc, namespaces, sys};
 
@@ -91,7 +91,7 @@ pub fn run(spec: &SandboxSpec) -> Result<ExitStatus, SandboxError> {
     Sandbox::spawn(spec)?.wait()
 }
 
-fn cstring(what: &'static str, bytes: &[u8]) -> Result<CString, SandboxError> {
+pub(crate) fn cstring(what: &'static str, bytes: &[u8]) -> Result<CString, SandboxError> {
     CString::new(bytes).map_err(|_| SandboxError::InvalidSpec {
         what,
         reason: format!("{:?} contains a NUL byte", String::from_utf8_lossy(bytes)),
@@ -114,7 +114,7 @@ fn random_id() -> String {
 }
 
 /// A SOCK_SEQPACKET pair: message boundaries kept, descriptors passable.
-fn socketpair() -> Result<(OwnedFd, OwnedFd), SandboxError> {
+pub(crate) fn socketpair() -> Result<(OwnedFd, OwnedFd), SandboxError> {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: socketpair fills the array with two new descriptors.
     let r = unsafe {
@@ -135,7 +135,7 @@ fn socketpair() -> Result<(OwnedFd, OwnedFd), SandboxError> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SandboxError::Syscall {
         call: "pipe2",
         source: e,
@@ -144,7 +144,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
 
 /// A close-on-exec duplicate numbered ≥ 3, so the command's dup2 onto
 /// 0/1/2 never overwrites a source it still needs.
-fn dup_high(fd: BorrowedFd<'_>) -> Result<OwnedFd, SandboxError> {
+pub(crate) fn dup_high(fd: BorrowedFd<'_>) -> Result<OwnedFd, SandboxError> {
     // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor we then own.
     let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
     if n < 0 {
@@ -341,7 +341,7 @@ fn mount_ops(
 }
 
 /// The paths the command is looked up at, in order.
-fn exec_candidates(arg0: &str, env: &[String]) -> Vec<String> {
+pub(crate) fn exec_candidates(arg0: &str, env: &[String]) -> Vec<String> {
     if arg0.contains('/') {
         return vec![arg0.to_owned()];
     }
@@ -357,8 +357,52 @@ fn exec_candidates(arg0: &str, env: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// What the command process does before `execve`, for `p` with these
+/// standard descriptors, rlimits, capabilities and `PATH` candidates.
+pub(crate) fn exec_plan(
+    p: &ProcessSpec,
+    stdio: [Option<RawFd>; 3],
+    rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
+    caps: CapSet,
+    candidates: &[String],
+) -> Result<ExecPlan, SandboxError> {
+    let mut exec = ExecPlan {
+        stdio,
+        rlimits,
+        caps: caps.bits(),
+        last_cap: capabilities::last_cap(),
+        uid: p.uid,
+        gid: p.gid,
+        groups: p.additional_gids.clone(),
+        cwd: cstring("process.cwd", p.cwd.as_os_str().as_bytes())?,
+        umask: p.umask as libc::mode_t,
+        candidates: candidates
+            .iter()
+            .map(|c| cstring("process.args", c.as_bytes()))
+            .collect::<Result<_, _>>()?,
+        argv: Vec::new(),
+        envp: Vec::new(),
+        _args: Vec::new(),
+        _env: Vec::new(),
+    };
+    exec.set_args(
+        p.args
+            .iter()
+            .map(|a| cstring("process.args", a.as_bytes()))
+            .collect::<Result<_, _>>()?,
+        p.env
+            .iter()
+            .map(|e| cstring("process.env", e.as_bytes()))
+            .collect::<Result<_, _>>()?,
+    );
+    Ok(exec)
+}
+
 /// The descriptors of one standard stream: the child's end and forge's.
-fn stdio_fds(s: &Stdio, input: bool) -> Result<(Option<OwnedFd>, Option<File>), SandboxError> {
+pub(crate) fn stdio_fds(
+    s: &Stdio,
+    input: bool,
+) -> Result<(Option<OwnedFd>, Option<File>), SandboxError> {
     Ok(match s {
         Stdio::Inherit => (None, None),
         Stdio::Null => {
@@ -675,7 +719,7 @@ impl Sandbox {
         let ops = mount_ops(spec, &etc_files)?;
         let rootfs_fd = prepare_rootfs(spec, &ops, state, &mut sb.created)?;
 
-        let cgroup = Cgroup::plan(&spec.cgroup_parent, &id);
+        let cgroup = Cgroup::plan(&spec.cgroup_parent, &id, spec.limits.freezer);
         cgroup.check(&spec.limits)?;
         let paths: Vec<&Path> = cgroup.dirs.iter().map(|d| d.path.as_path()).collect();
         state.record(state::RECORD_CGROUP, &paths)?;
@@ -705,55 +749,31 @@ impl Sandbox {
         sb.stderr = stderr_parent;
 
         let candidates = exec_candidates(&p.args[0], &p.env);
-        let mut exec = ExecPlan {
-            stdio: [
+        let rlimits = spec
+            .limits
+            .rlimits
+            .iter()
+            .map(|r| {
+                (
+                    r.resource.raw(),
+                    libc::rlimit {
+                        rlim_cur: r.soft,
+                        rlim_max: r.hard,
+                    },
+                )
+            })
+            .collect();
+        let exec = exec_plan(
+            p,
+            [
                 stdin_child.as_ref().map(AsRawFd::as_raw_fd),
                 stdout_child.as_ref().map(AsRawFd::as_raw_fd),
                 stderr_child.as_ref().map(AsRawFd::as_raw_fd),
             ],
-            rlimits: spec
-                .limits
-                .rlimits
-                .iter()
-                .map(|r| {
-                    (
-                        r.resource.raw(),
-                        libc::rlimit {
-                            rlim_cur: r.soft,
-                            rlim_max: r.hard,
-                        },
-                    )
-                })
-                .collect(),
-            caps: spec
-                .capabilities
-                .unwrap_or_else(CapSet::docker_default)
-                .bits(),
-            last_cap: capabilities::last_cap(),
-            uid: p.uid,
-            gid: p.gid,
-            groups: p.additional_gids.clone(),
-            cwd: cstring("process.cwd", p.cwd.as_os_str().as_bytes())?,
-            umask: p.umask as libc::mode_t,
-            candidates: candidates
-                .iter()
-                .map(|c| cstring("process.args", c.as_bytes()))
-                .collect::<Result<_, _>>()?,
-            argv: Vec::new(),
-            envp: Vec::new(),
-            _args: Vec::new(),
-            _env: Vec::new(),
-        };
-        exec.set_args(
-            p.args
-                .iter()
-                .map(|a| cstring("process.args", a.as_bytes()))
-                .collect::<Result<_, _>>()?,
-            p.env
-                .iter()
-                .map(|e| cstring("process.env", e.as_bytes()))
-                .collect::<Result<_, _>>()?,
-        );
+            rlimits,
+            spec.capabilities.unwrap_or_else(CapSet::docker_default),
+            &candidates,
+        )?;
 
         let (lifeline_r, lifeline_w) = pipe()?;
         let (go_r, go_w) = pipe()?;
@@ -905,6 +925,16 @@ impl Sandbox {
     /// `/proc/<pid>/ns/*`).
     pub fn pid(&self) -> Option<u32> {
         self.init_pid.map(|p| p as u32)
+    }
+
+    /// The sandbox's cgroup directories, one per hierarchy used (for
+    /// [`freeze`](crate::freeze), [`usage_of`](crate::usage_of) and
+    /// [`exec_in`](crate::exec_in) from another process).
+    pub fn cgroup_paths(&self) -> Vec<PathBuf> {
+        self.cgroup
+            .as_ref()
+            .map(|c| c.dirs.iter().map(|d| d.path.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// Forge's end of the command's stdin, when [`Stdio::Piped`].

@@ -260,6 +260,11 @@ pub struct Limits {
     pub cpus: Option<f64>,
     /// Maximum number of tasks (processes and threads) in the sandbox.
     pub pids: Option<u64>,
+    /// Put the sandbox in a cgroup v1 freezer hierarchy too, so that
+    /// [`freeze`](crate::freeze) can pause it (a v2 cgroup can always be
+    /// frozen). Off by default: every extra v1 hierarchy is one more cgroup
+    /// attach on each start, which a build step does not need.
+    pub freezer: bool,
     /// Set in the command before `execve`. A hard limit above the caller's
     /// own is refused with [`SandboxError::RlimitAboveHard`](crate::SandboxError::RlimitAboveHard),
     /// never clamped.

@@ -17,6 +17,7 @@
 //! their paths are in the state dir and [`cleanup_stale`](crate::cleanup_stale)
 //! removes them.
 
+pub(crate) mod control;
 pub(crate) mod v1;
 pub(crate) mod v2;
 
@@ -59,8 +60,10 @@ pub(crate) struct Hierarchy {
     pub controllers: Vec<String>,
 }
 
-/// The controllers a sandbox uses. `cpuacct` is v1 only (v2 has `cpu.stat`).
-const CONTROLLERS: [&str; 4] = ["memory", "cpu", "cpuacct", "pids"];
+/// The controllers a sandbox uses. `cpuacct` is v1 only (v2 has `cpu.stat`);
+/// `freezer` too (v2 freezes any cgroup through `cgroup.freeze`), for
+/// [`freeze`](crate::freeze) of a sandbox that asked for it ([`Limits::freezer`]).
+const CONTROLLERS: [&str; 5] = ["memory", "cpu", "cpuacct", "pids", "freezer"];
 
 fn unescape_mountinfo(s: &str) -> String {
     // Octal escapes for space, tab, newline and backslash.
@@ -232,10 +235,18 @@ pub(crate) fn read_key(path: &Path, key: &str) -> Option<u64> {
 }
 
 impl Cgroup {
-    /// The directories a sandbox would get (nothing created yet).
-    pub fn plan(parent: &str, id: &str) -> Cgroup {
+    /// The directories a sandbox would get (nothing created yet); a v1
+    /// freezer hierarchy only with `freezer`.
+    pub fn plan(parent: &str, id: &str, freezer: bool) -> Cgroup {
         let dirs = select(hierarchies())
             .into_iter()
+            .map(|(h, mut controllers)| {
+                if !freezer {
+                    controllers.retain(|c| *c != "freezer");
+                }
+                (h, controllers)
+            })
+            .filter(|(_, controllers)| !controllers.is_empty())
             .map(|(h, controllers)| Dir {
                 path: h.mount.join(parent).join(id),
                 version: h.version,

@@ -108,6 +108,7 @@ mod tests {
             memory_swap: None,
             cpus: Some(0.5),
             pids: Some(32),
+            freezer: false,
             rlimits: Vec::new(),
         };
         create(&dir, &limits).expect("create");
