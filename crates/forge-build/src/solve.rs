@@ -892,6 +892,9 @@ fn run_exec(
     let (reader, writer) = nix::unistd::pipe().map_err(|x| err(x.to_string()))?;
     let writer = Arc::new(writer);
     let mut process = ProcessSpec::new(e.args.clone());
+    // BuildKit's RUN leaves no_new_privs off: `sudo` and other setuid programs
+    // work in a step as they do in docker.
+    process.no_new_privileges = false;
     process.env = env;
     process.cwd = PathBuf::from(&e.cwd);
     process.uid = uid;

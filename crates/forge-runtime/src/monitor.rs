@@ -111,6 +111,8 @@ impl Runtime {
             }
         };
         let mut process = ProcessSpec::new(cfg.args());
+        // docker's default: setuid programs work in containers.
+        process.no_new_privileges = false;
         process.env = cfg.env.clone();
         process.cwd = PathBuf::from(&cfg.working_dir);
         if !cfg.user.is_empty() {

@@ -20,7 +20,7 @@ use forge_oci::layer::{Compression, SourceKind};
 use forge_oci::{media_types, Digest, History, Reference};
 use forge_sandbox::{Joined, ProcessSpec, Usage};
 use forge_store::lock::{self, LockMode};
-use forge_store::{GcRoots, LockGuard, Store};
+use forge_store::{GcRoots, ImageUse, ImagesInUse, LockGuard, Store};
 
 use crate::config::{ContainerConfig, CreateOptions, MountConfig, NetworkMode, PortConfig};
 use crate::error::{io_err, Result, RuntimeError};
@@ -349,6 +349,25 @@ impl Runtime {
             }
         }
         Ok(roots)
+    }
+
+    /// The images containers use, for `rmi` and `image prune` to respect.
+    pub fn images_in_use(&self) -> Result<ImagesInUse> {
+        let mut used = ImagesInUse::new();
+        for id in self.ids()? {
+            let Ok(cfg) = self.config(&id) else { continue };
+            let Ok(image) = Digest::parse(&cfg.image_id) else {
+                continue;
+            };
+            let running = self.state(&id).is_ok_and(|st| st.status.is_live());
+            used.entry(image)
+                .and_modify(|u| u.running |= running)
+                .or_insert_with(|| ImageUse {
+                    container: id[..12].to_string(),
+                    running,
+                });
+        }
+        Ok(used)
     }
 
     /// `docker create`: resolve the image, apply its config, create the
@@ -880,6 +899,7 @@ impl Runtime {
             return Err(RuntimeError::NoCommand);
         }
         let mut p = ProcessSpec::new(opts.cmd.clone());
+        p.no_new_privileges = false;
         let mut env = c.config.env.clone();
         for kv in &opts.env {
             let key = kv.split('=').next().unwrap_or("");

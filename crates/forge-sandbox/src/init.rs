@@ -33,6 +33,7 @@ pub(crate) struct ExecPlan {
     /// Descriptors to become 0, 1, 2 (`None`: keep forge's own).
     pub stdio: [Option<RawFd>; 3],
     pub rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
+    pub no_new_privileges: bool,
     pub caps: u64,
     pub last_cap: u8,
     pub uid: libc::uid_t,
@@ -559,9 +560,11 @@ pub(crate) fn command(plan: &ExecPlan, pipe: RawFd, pty: Option<RawFd>) -> ! {
             }
         }
         // Nothing the command executes can gain privileges (setuid bits,
-        // file capabilities).
-        if let Err(e) = check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) {
-            exec_fail(pipe, s(step::NO_NEW_PRIVS), e);
+        // file capabilities), unless the spec asks for docker's default.
+        if plan.no_new_privileges {
+            if let Err(e) = check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) {
+                exec_fail(pipe, s(step::NO_NEW_PRIVS), e);
+            }
         }
         if let Err((cap, e)) =
             crate::capabilities::drop_bounding(crate::CapSet::from_bits(plan.caps), plan.last_cap)

@@ -369,6 +369,7 @@ pub(crate) fn exec_plan(
     let mut exec = ExecPlan {
         stdio,
         rlimits,
+        no_new_privileges: p.no_new_privileges,
         caps: caps.bits(),
         last_cap: capabilities::last_cap(),
         uid: p.uid,

@@ -69,6 +69,10 @@ pub struct ProcessSpec {
     /// master end is handed out by [`Sandbox::take_pty`](crate::Sandbox::take_pty).
     /// When set, stdin/stdout/stderr are all the terminal.
     pub tty: Option<WindowSize>,
+    /// `PR_SET_NO_NEW_PRIVS` before `execve`: setuid bits and file capabilities
+    /// give nothing. On by default; docker's containers and BuildKit's RUN
+    /// steps leave it off (the OCI spec's `noNewPrivileges`, default false).
+    pub no_new_privileges: bool,
 }
 
 impl ProcessSpec {
@@ -90,6 +94,7 @@ impl ProcessSpec {
             stdout: Stdio::Inherit,
             stderr: Stdio::Inherit,
             tty: None,
+            no_new_privileges: true,
         }
     }
 }

@@ -61,7 +61,7 @@ pub use gc::{GcReport, GcRoots};
 pub use images::{ImageList, ImageRecord, Matched, Resolved, Retagged};
 pub use import::{ImportOptions, Imported};
 pub use lock::{Lease, LockGuard};
-pub use manage::{DiskUsage, Removal, RemoveError};
+pub use manage::{DiskUsage, ImageUse, ImagesInUse, Removal, RemoveError};
 pub use snapshot::{chain_ids, PreparedSnapshot, SnapshotMeta};
 pub use store::{BlobWriter, Store, StoreDir, MAX_DOCUMENT_SIZE};
 pub use transfer::{LoadOutcome, LoadedImage, SaveFormat, SaveImage};

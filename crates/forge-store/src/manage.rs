@@ -1,7 +1,7 @@
 //! Removing images (`rmi`, `image prune`) and accounting for space (`system df`), with
 //! docker's rules.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
 
 use forge_oci::{Digest, Reference};
@@ -32,7 +32,33 @@ pub enum RemoveError {
         /// The image's short id.
         short_id: String,
     },
+    /// docker's conflict: the last name of an image a container uses, without force.
+    #[error("conflict: unable to remove repository reference \"{name}\" (must force) - container {container} is using its referenced image {short_id}")]
+    NameInUse {
+        name: String,
+        container: String,
+        short_id: String,
+    },
+    /// docker's conflict: an id of an image a container uses.
+    #[error("conflict: unable to delete {short_id} ({}) - image is being used by {} container {container}", if *.running { "cannot be forced" } else { "must be forced" }, if *.running { "running" } else { "stopped" })]
+    ImageInUse {
+        short_id: String,
+        container: String,
+        running: bool,
+    },
 }
+
+/// A container's use of an image, which `rmi` and `image prune` respect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageUse {
+    /// The container's short id (the first one found, for messages).
+    pub container: String,
+    /// Whether any container using the image is running.
+    pub running: bool,
+}
+
+/// Images containers use, by image id.
+pub type ImagesInUse = BTreeMap<Digest, ImageUse>;
 
 /// `system df` figures.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,15 +93,44 @@ impl Store {
     /// docker's `rmi`: a name is untagged, and the image goes with its last name; an id
     /// untags every name (refused without `force` when they span several repositories)
     /// and deletes the image. Blobs are freed by the next garbage collection.
-    pub fn remove(&self, s: &str, force: bool) -> Result<Vec<Removal>, RemoveError> {
+    ///
+    /// An image a container uses (`in_use`) is never deleted: its last name goes only
+    /// with `force` and the image stays, unnamed; by id it is refused (always, for a
+    /// running container), or with `force` for a stopped one only untagged.
+    pub fn remove(
+        &self,
+        s: &str,
+        force: bool,
+        in_use: &ImagesInUse,
+    ) -> Result<Vec<Removal>, RemoveError> {
         let list = self.images()?;
         let resolved = resolve_in(&list.images, s)?;
         let image = resolved.image;
+        let used = in_use.get(&image.id);
         let mut out = Vec::new();
         match resolved.matched {
             Matched::Name(name) => {
+                let last_name = list
+                    .images
+                    .iter()
+                    .filter(|i| i.id == image.id)
+                    .map(|i| i.names.len())
+                    .sum::<usize>()
+                    <= 1;
+                if let (Some(u), true, false) = (used, last_name, force) {
+                    return Err(RemoveError::NameInUse {
+                        name: name.familiar(),
+                        container: u.container.clone(),
+                        short_id: image.id.short_id().to_string(),
+                    });
+                }
                 if let Some((_, gone)) = self.untag(&name)? {
                     out.push(Removal::Untagged(name));
+                    if gone && used.is_some() {
+                        // The container still needs it: keep it, unnamed.
+                        self.add_image(&image.manifest, &[])?;
+                        return Ok(out);
+                    }
                     // The image goes with its last name; the same id may still be listed
                     // through another manifest (loaded from another format), and then
                     // it stays.
@@ -85,6 +140,24 @@ impl Store {
                 }
             }
             Matched::Id | Matched::Digest(_) => {
+                if let Some(u) = used {
+                    if u.running || !force {
+                        return Err(RemoveError::ImageInUse {
+                            short_id: image.id.short_id().to_string(),
+                            container: u.container.clone(),
+                            running: u.running,
+                        });
+                    }
+                    for n in image.names.clone() {
+                        if self.untag(&n)?.is_some() {
+                            out.push(Removal::Untagged(n));
+                        }
+                    }
+                    if !self.images()?.images.iter().any(|i| i.id == image.id) {
+                        self.add_image(&image.manifest, &[])?;
+                    }
+                    return Ok(out);
+                }
                 let repos: BTreeSet<String> =
                     image.names.iter().map(Reference::repository).collect();
                 if repos.len() > 1 && !force {
@@ -104,13 +177,14 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes dangling images (no name), or with `all` every image no container uses.
-    pub fn prune_images(&self, all: bool) -> Result<Vec<Removal>> {
+    /// Removes dangling images (no name), or with `all` every image; never one a
+    /// container uses.
+    pub fn prune_images(&self, all: bool, in_use: &ImagesInUse) -> Result<Vec<Removal>> {
         let list = self.images()?;
         let mut out = Vec::new();
         let mut done: HashSet<Digest> = HashSet::new();
         for image in &list.images {
-            if !all && !image.names.is_empty() {
+            if (!all && !image.names.is_empty()) || in_use.contains_key(&image.id) {
                 continue;
             }
             for n in self.remove_image(&image.target_digest())? {

@@ -214,12 +214,27 @@ impl Store {
         chain: &Digest,
         parent: Option<Digest>,
     ) -> Result<()> {
+        let (blob, _) = self.open_blob(layer, "layer")?;
+        self.unpack_layer_from(blob, layer, diff_id, chain, parent)
+    }
+
+    /// Unpacks the layer blob read from `blob` as snapshot `chain`, e.g. while the blob
+    /// is still downloading. Only the diffID is checked here: verifying the blob's own
+    /// digest is up to whoever stores it (a [`Store::open_blob`] reader does at its end).
+    /// The snapshot is committed only if the tar hashes to `diff_id`.
+    pub fn unpack_layer_from(
+        &self,
+        mut blob: impl io::Read,
+        layer: &Digest,
+        diff_id: &Digest,
+        chain: &Digest,
+        parent: Option<Digest>,
+    ) -> Result<()> {
         let file = format!("layer {layer}");
         let apply_err = |source| StoreError::Apply {
             file: file.clone(),
             source,
         };
-        let (mut blob, _) = self.open_blob(layer, "layer")?;
         let p = self.prepare_snapshot()?;
         let (applied, hashed_size) = {
             let stream_err = |e: io::Error| StoreError::Corrupt {

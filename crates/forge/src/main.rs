@@ -46,6 +46,55 @@ enum Command {
     Inspect(commands::inspect::Args),
     /// Show the history of an image
     History(commands::history::Args),
+    /// Download an image from a registry
+    Pull(commands::pull::Args),
+    /// Upload an image to a registry
+    Push(commands::push::Args),
+    /// Log in to a registry
+    Login(commands::login::Args),
+    /// Log out from a registry
+    Logout(commands::logout::Args),
+    /// Search a registry's catalog for images
+    Search(commands::search::Args),
+    /// Display system-wide information
+    Info(commands::info::Args),
+    /// Create and run a new container from an image
+    Run(Box<commands::container::RunArgs>),
+    /// Create a new container
+    Create(Box<commands::container::CreateArgs>),
+    /// Start one or more stopped containers
+    Start(commands::container::StartArgs),
+    /// Stop one or more running containers
+    Stop(commands::container::StopArgs),
+    /// Restart one or more containers
+    Restart(commands::container::StopArgs),
+    /// Kill one or more running containers
+    Kill(commands::container::KillArgs),
+    /// Remove one or more containers
+    Rm(commands::container::RmArgs),
+    /// List containers
+    Ps(commands::container::PsArgs),
+    /// Fetch the logs of a container
+    Logs(commands::container::LogsArgs),
+    /// Execute a command in a running container
+    Exec(commands::container::ExecArgs),
+    /// Pause all processes within one or more containers
+    Pause(commands::container::NamesArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(commands::container::NamesArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(commands::container::StatsArgs),
+    /// Create a new image from a container's changes
+    Commit(commands::container::CommitArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(commands::volume::VolumeCommand),
+    /// Hold a detached container (started by forge itself)
+    #[command(hide = true, name = "container-monitor")]
+    ContainerMonitor { id: String },
     /// Manage images
     #[command(subcommand)]
     Image(ImageCommand),
@@ -76,12 +125,56 @@ enum ImageCommand {
     History(commands::history::Args),
     /// Remove unused images and collect garbage in the store
     Prune(commands::prune::Args),
+    /// Download an image from a registry
+    Pull(commands::pull::Args),
+    /// Upload an image to a registry
+    Push(commands::push::Args),
+}
+
+#[derive(Subcommand)]
+enum ContainerCommand {
+    /// Create and run a new container from an image
+    Run(Box<commands::container::RunArgs>),
+    /// Create a new container
+    Create(Box<commands::container::CreateArgs>),
+    /// Start one or more stopped containers
+    Start(commands::container::StartArgs),
+    /// Stop one or more running containers
+    Stop(commands::container::StopArgs),
+    /// Restart one or more containers
+    Restart(commands::container::StopArgs),
+    /// Kill one or more running containers
+    Kill(commands::container::KillArgs),
+    /// Remove one or more containers
+    #[command(alias = "remove")]
+    Rm(commands::container::RmArgs),
+    /// List containers
+    #[command(alias = "list", alias = "ps")]
+    Ls(commands::container::PsArgs),
+    /// Fetch the logs of a container
+    Logs(commands::container::LogsArgs),
+    /// Execute a command in a running container
+    Exec(commands::container::ExecArgs),
+    /// Pause all processes within one or more containers
+    Pause(commands::container::NamesArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(commands::container::NamesArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(commands::container::StatsArgs),
+    /// Create a new image from a container's changes
+    Commit(commands::container::CommitArgs),
+    /// Display detailed information on one or more containers
+    Inspect(commands::inspect::Args),
+    /// Remove all stopped containers
+    Prune(commands::container::PruneArgs),
 }
 
 #[derive(Subcommand)]
 enum SystemCommand {
     /// Show forge disk usage
     Df(commands::df::Args),
+    /// Display system-wide information
+    Info(commands::info::Args),
 }
 
 /// Exit status for failures of forge itself, as docker's.
@@ -117,6 +210,68 @@ fn main() -> ExitCode {
         Command::History(args) | Command::Image(ImageCommand::History(args)) => {
             commands::history::run(cli.root, args)
         }
+        Command::Pull(args) | Command::Image(ImageCommand::Pull(args)) => {
+            commands::pull::run(cli.root, args)
+        }
+        Command::Push(args) | Command::Image(ImageCommand::Push(args)) => {
+            commands::push::run(cli.root, args)
+        }
+        Command::Login(args) => commands::login::run(args),
+        Command::Logout(args) => commands::logout::run(args),
+        Command::Search(args) => commands::search::run(args),
+        Command::Info(args) | Command::System(SystemCommand::Info(args)) => {
+            commands::info::run(cli.root, args)
+        }
+        Command::Run(args) | Command::Container(ContainerCommand::Run(args)) => {
+            commands::container::run(cli.root, *args)
+        }
+        Command::Create(args) | Command::Container(ContainerCommand::Create(args)) => {
+            commands::container::create(cli.root, *args)
+        }
+        Command::Start(args) | Command::Container(ContainerCommand::Start(args)) => {
+            commands::container::start(cli.root, args)
+        }
+        Command::Stop(args) | Command::Container(ContainerCommand::Stop(args)) => {
+            commands::container::stop(cli.root, args)
+        }
+        Command::Restart(args) | Command::Container(ContainerCommand::Restart(args)) => {
+            commands::container::restart(cli.root, args)
+        }
+        Command::Kill(args) | Command::Container(ContainerCommand::Kill(args)) => {
+            commands::container::kill(cli.root, args)
+        }
+        Command::Rm(args) | Command::Container(ContainerCommand::Rm(args)) => {
+            commands::container::rm(cli.root, args)
+        }
+        Command::Ps(args) | Command::Container(ContainerCommand::Ls(args)) => {
+            commands::container::ps(cli.root, args)
+        }
+        Command::Logs(args) | Command::Container(ContainerCommand::Logs(args)) => {
+            commands::container::logs(cli.root, args)
+        }
+        Command::Exec(args) | Command::Container(ContainerCommand::Exec(args)) => {
+            commands::container::exec(cli.root, args)
+        }
+        Command::Pause(args) | Command::Container(ContainerCommand::Pause(args)) => {
+            commands::container::pause(cli.root, args, true)
+        }
+        Command::Unpause(args) | Command::Container(ContainerCommand::Unpause(args)) => {
+            commands::container::pause(cli.root, args, false)
+        }
+        Command::Stats(args) | Command::Container(ContainerCommand::Stats(args)) => {
+            commands::container::stats(cli.root, args)
+        }
+        Command::Commit(args) | Command::Container(ContainerCommand::Commit(args)) => {
+            commands::container::commit(cli.root, args)
+        }
+        Command::Container(ContainerCommand::Inspect(args)) => {
+            commands::inspect::run(cli.root, args)
+        }
+        Command::Container(ContainerCommand::Prune(args)) => {
+            commands::container::prune(cli.root, args)
+        }
+        Command::Volume(cmd) => commands::volume::run(cli.root, cmd),
+        Command::ContainerMonitor { id } => commands::container::monitor(cli.root, id),
         Command::Image(ImageCommand::Prune(args)) => commands::prune::run(cli.root, args),
         Command::System(SystemCommand::Df(args)) => commands::df::run(cli.root, args),
     };

@@ -28,6 +28,12 @@ pub fn open_store(root: Option<PathBuf>) -> Result<Store, ExitCode> {
     Store::open(&root).map_err(|e| fail(format!("opening store {}: {e}", root.display())))
 }
 
+/// The store's containers and volumes, or docker's exit status after saying why not.
+pub fn open_runtime(root: Option<PathBuf>) -> Result<forge_runtime::Runtime, ExitCode> {
+    let store = open_store(root)?;
+    forge_runtime::Runtime::open(store).map_err(fail)
+}
+
 /// Prints `Error: <message>` on stderr, as docker prints its daemon's errors, and returns
 /// docker's exit status for them (1).
 pub fn fail(message: impl std::fmt::Display) -> ExitCode {

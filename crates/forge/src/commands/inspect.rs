@@ -1,4 +1,5 @@
-//! `forge inspect IMAGE...` (`forge image inspect`): docker's image JSON.
+//! `forge inspect IMAGE...` (`forge image inspect`): docker's image JSON; a name that is
+//! no image but a container gets `docker container inspect`'s.
 //!
 //! The keys are those of `docker image inspect` (API 1.45+): Id, RepoTags, RepoDigests,
 //! Parent, Comment, Created, Author, Config, Architecture, Os, Size, GraphDriver, RootFS,
@@ -46,6 +47,14 @@ struct Inspect {
     #[serde(rename = "RootFS")]
     root_fs: Value,
     metadata: Value,
+}
+
+/// What a name matched: an image, else a container.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Found {
+    Image(Box<Inspect>),
+    Container(Value),
 }
 
 fn inspect(store: &Store, image: &ImageRecord) -> Inspect {
@@ -125,8 +134,12 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
     let mut code = ExitCode::SUCCESS;
     for name in &args.images {
         match forge_store::images::resolve_in(&list.images, name) {
-            Ok(r) => found.push(inspect(&store, &r.image)),
-            Err(e) => code = fail(e),
+            Ok(r) => found.push(Found::Image(Box::new(inspect(&store, &r.image)))),
+            // Not an image: a container, as docker's `inspect` falls back.
+            Err(e) => match super::container::inspect_value(&store, name) {
+                Some(c) => found.push(Found::Container(c)),
+                None => code = fail(e),
+            },
         }
     }
     let mut out = std::io::stdout().lock();

@@ -3,19 +3,28 @@
 
 pub mod build;
 pub mod check;
+pub mod container;
 pub mod df;
 pub mod history;
 pub mod human;
 pub mod images;
 pub mod import;
+pub mod info;
 pub mod inspect;
 pub mod load;
+pub mod login;
+pub mod logout;
 pub mod parse;
 pub mod progress;
 pub mod prune;
+pub mod pull;
+pub mod pull_resolver;
+pub mod push;
 pub mod rmi;
 pub mod save;
+pub mod search;
 pub mod tag;
+pub mod volume;
 
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};

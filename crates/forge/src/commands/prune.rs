@@ -6,9 +6,9 @@ use std::io::{self, BufRead as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use forge_store::{GcRoots, Removal};
+use forge_store::Removal;
 
-use super::human::{fail, human_size, open_store};
+use super::human::{fail, human_size, open_runtime};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -35,15 +35,24 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
-    let store = match open_store(root) {
-        Ok(s) => s,
+    let runtime = match open_runtime(root) {
+        Ok(rt) => rt,
         Err(code) => return Ok(code),
     };
-    let removed = match store.prune_images(args.all) {
+    let store = runtime.store();
+    let in_use = match runtime.images_in_use() {
+        Ok(u) => u,
+        Err(e) => return Ok(fail(e)),
+    };
+    let removed = match store.prune_images(args.all, &in_use) {
         Ok(r) => r,
         Err(e) => return Ok(fail(e)),
     };
-    let report = match store.gc(&GcRoots::default()) {
+    let roots = match runtime.gc_roots() {
+        Ok(r) => r,
+        Err(e) => return Ok(fail(e)),
+    };
+    let report = match store.gc(&roots) {
         Ok(r) => r,
         Err(e) => return Ok(fail(e)),
     };

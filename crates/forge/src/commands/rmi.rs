@@ -1,13 +1,14 @@
 //! `forge rmi [-f] IMAGE...` (`forge image rm`): docker's untag-then-delete rules.
 //! Freed blobs and snapshots are collected right away when no other forge process is
-//! using the store, else by the next `forge image prune`.
+//! using the store, else by the next `forge image prune`. An image a container uses
+//! stays (docker's conflicts).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use forge_store::{GcRoots, Removal};
+use forge_store::Removal;
 
-use super::human::{fail, open_store};
+use super::human::{fail, open_runtime};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -25,14 +26,19 @@ pub struct Args {
 
 pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
     let _ = args.no_prune;
-    let store = match open_store(root) {
-        Ok(s) => s,
+    let runtime = match open_runtime(root) {
+        Ok(rt) => rt,
         Err(code) => return Ok(code),
+    };
+    let store = runtime.store();
+    let in_use = match runtime.images_in_use() {
+        Ok(u) => u,
+        Err(e) => return Ok(fail(e)),
     };
     let mut code = ExitCode::SUCCESS;
     let mut deleted = false;
     for name in &args.images {
-        match store.remove(name, args.force) {
+        match store.remove(name, args.force, &in_use) {
             Ok(events) => {
                 for e in events {
                     match e {
@@ -48,7 +54,11 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     if deleted {
-        if let Err(e) = store.try_gc(&GcRoots::default()) {
+        let collected = runtime
+            .gc_roots()
+            .map_err(|e| e.to_string())
+            .and_then(|roots| store.try_gc(&roots).map_err(|e| e.to_string()));
+        if let Err(e) = collected {
             eprintln!("WARNING: collecting unused blobs: {e}");
         }
     }

@@ -1,0 +1,364 @@
+//! Detached containers: their monitors, ports forwarded into private network
+//! namespaces, and docker's lifecycle commands (ps, stop, start, restart, kill, logs,
+//! exec, pause, unpause, stats, rm, commit) with assertions on state and output.
+
+#[path = "support/build.rs"]
+mod build_support;
+#[path = "run_support/mod.rs"]
+mod run_support;
+mod support;
+
+use std::fs;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use run_support::*;
+use support::{ok, run};
+
+#[test]
+fn httpd_serves_through_forwarded_ports() {
+    let (tmp, root) = store_with_busybox("run-httpd");
+    build_web(tmp.path(), &root);
+    let (p1, p2) = (free_port(), free_port());
+    let spec1 = format!("127.0.0.1:{p1}:80");
+    let spec2 = format!("127.0.0.1:{p2}:80");
+    // Two containers, both listening on port 80 in their own namespaces.
+    let id1 = ok(
+        &root,
+        &["run", "-d", "--name", "web1", "-p", &spec1, "web:1"],
+    );
+    let id2 = ok(
+        &root,
+        &["run", "-d", "--name", "web2", "-p", &spec2, "web:1"],
+    );
+    assert_eq!(id1.trim().len(), 64);
+    assert_ne!(id1, id2);
+    for port in [p1, p2] {
+        let body = http_get(port);
+        assert!(
+            body.starts_with("HTTP/1.") && body.contains("hello-from-web"),
+            "{body}"
+        );
+    }
+    let web1 = ps_entry(&root, "web1");
+    assert_eq!(web1["State"], "running");
+    assert_eq!(web1["Ports"], format!("127.0.0.1:{p1}->80/tcp"));
+    let table = ok(&root, &["ps"]);
+    let header = table.lines().next().expect("header");
+    for col in [
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    assert!(
+        table.contains(&format!("127.0.0.1:{p2}->80/tcp")),
+        "{table}"
+    );
+    // httpd's access log went to the container's log.
+    wait_until(5, "httpd's log line", || {
+        ok(&root, &["logs", "web1"]).contains("response:200")
+            || run(&root, &["logs", "web1"])
+                .stderr
+                .contains("response:200")
+    });
+
+    // A host port in use: a clear error, and nothing runs.
+    let (_, err) = expect_code(
+        &root,
+        &["run", "-d", "--name", "web3", "-p", &spec1, "web:1"],
+        125,
+    );
+    assert!(
+        err.contains(&format!("127.0.0.1:{p1}")) && err.contains("in use"),
+        "{err}"
+    );
+    assert_ne!(ps_entry(&root, "web3")["State"], "running");
+
+    // -P publishes the image's EXPOSEd port on a free host port.
+    ok(&root, &["run", "-d", "--name", "web4", "-P", "web:1"]);
+    let ports = ps_entry(&root, "web4")["Ports"]
+        .as_str()
+        .expect("ports")
+        .to_owned();
+    let host_port: u16 = ports
+        .split("->")
+        .next()
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("a host port in {ports}"));
+    assert!(ports.ends_with("->80/tcp"), "{ports}");
+    assert!(http_get(host_port).contains("hello-from-web"));
+
+    ok(&root, &["rm", "-f", "web1", "web2", "web3", "web4"]);
+    assert!(ps_json(&root).is_empty());
+    // The host ports are free again.
+    for port in [p1, p2, host_port] {
+        TcpListener::bind(("127.0.0.1", port)).expect("host port released");
+    }
+}
+
+#[test]
+fn lifecycle_commands_behave_as_docker() {
+    let (_tmp, root) = store_with_busybox("run-life");
+    let script = "echo started; trap 'echo got-term; exit 143' TERM; \
+                  while true; do sleep 0.1; done";
+    ok(
+        &root,
+        &["run", "-d", "--name", "life", "busybox", "sh", "-c", script],
+    );
+    let id = container_id(&root, "life");
+    let e = ps_entry(&root, "life");
+    assert_eq!(e["State"], "running");
+    assert!(
+        e["Status"].as_str().expect("status").starts_with("Up "),
+        "{e}"
+    );
+    assert_eq!(ok(&root, &["ps", "-q"]).trim(), &id[..12]);
+
+    // exec: in the container's namespaces, with its exit code.
+    ok(
+        &root,
+        &["exec", "life", "sh", "-c", "echo data > /state.txt"],
+    );
+    assert_eq!(ok(&root, &["exec", "life", "cat", "/state.txt"]), "data\n");
+    expect_code(&root, &["exec", "life", "sh", "-c", "exit 5"], 5);
+    expect_code(&root, &["exec", "life", "no-such-command"], 127);
+    let host = ok(&root, &["exec", "life", "hostname"]);
+    assert_eq!(host.trim(), &id[..12]);
+    let procs = ok(&root, &["exec", "life", "ps", "-o", "pid,args"]);
+    assert!(
+        procs.contains("sleep") || procs.contains("sh -c"),
+        "{procs}"
+    );
+    assert!(
+        procs.lines().count() < 8,
+        "only the container's processes: {procs}"
+    );
+    let exec_cgroup = ok(&root, &["exec", "life", "cat", "/proc/self/cgroup"]);
+    let init_cgroup = fs::read_to_string(format!(
+        "/proc/{}/cgroup",
+        inspect_field(&root, "life", "{{.State.Pid}}")
+    ))
+    .expect("init cgroup");
+    assert!(init_cgroup.contains(&id), "{init_cgroup}");
+    assert!(
+        exec_cgroup.lines().any(|l| l.ends_with(":/")),
+        "joined the cgroup namespace: {exec_cgroup}"
+    );
+
+    // pause / unpause: the freezer.
+    ok(&root, &["pause", "life"]);
+    let e = ps_entry(&root, "life");
+    assert_eq!(e["State"], "paused");
+    assert!(
+        e["Status"].as_str().expect("status").ends_with("(Paused)"),
+        "{e}"
+    );
+    let (_, err) = expect_code(&root, &["exec", "life", "true"], 125);
+    assert!(err.contains("paused"), "{err}");
+    expect_code(&root, &["pause", "life"], 1);
+    ok(&root, &["unpause", "life"]);
+    assert_eq!(ps_entry(&root, "life")["State"], "running");
+    assert_eq!(ok(&root, &["exec", "life", "echo", "thawed"]), "thawed\n");
+
+    // stats from the cgroup.
+    let stats = ok(&root, &["stats", "--no-stream", "life"]);
+    let row = stats.lines().nth(1).expect("a stats row");
+    assert!(
+        row.starts_with(&id[..12]) && row.contains("life"),
+        "{stats}"
+    );
+    let pids: u64 = row
+        .split_whitespace()
+        .last()
+        .and_then(|p| p.parse().ok())
+        .expect("PIDS");
+    assert!(pids >= 2, "{stats}");
+
+    // stop: the stop signal (the trap answers), well before the timeout.
+    let t = Instant::now();
+    ok(&root, &["stop", "-t", "10", "life"]);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let e = ps_entry(&root, "life");
+    assert_eq!(e["State"], "exited");
+    assert!(
+        e["Status"]
+            .as_str()
+            .expect("status")
+            .starts_with("Exited (143)"),
+        "{e}"
+    );
+    assert!(ok(&root, &["ps", "-q"]).trim().is_empty());
+    expect_code(&root, &["exec", "life", "true"], 125);
+
+    // start keeps the container's files.
+    ok(&root, &["start", "life"]);
+    assert_eq!(ps_entry(&root, "life")["State"], "running");
+    assert_eq!(ok(&root, &["exec", "life", "cat", "/state.txt"]), "data\n");
+
+    // restart: a new run, counted.
+    let pid_before = inspect_field(&root, "life", "{{.State.Pid}}");
+    ok(&root, &["restart", "-t", "1", "life"]);
+    assert_eq!(ps_entry(&root, "life")["State"], "running");
+    assert_ne!(inspect_field(&root, "life", "{{.State.Pid}}"), pid_before);
+    assert_eq!(inspect_field(&root, "life", "{{.RestartCount}}"), "2");
+
+    // kill: SIGKILL by default, 137.
+    ok(&root, &["kill", "life"]);
+    let e = ps_entry(&root, "life");
+    assert!(
+        e["Status"]
+            .as_str()
+            .expect("status")
+            .starts_with("Exited (137)"),
+        "{e}"
+    );
+    expect_code(&root, &["kill", "life"], 1);
+
+    // logs: every run's output, with timestamps on request, the tail.
+    let logs = ok(&root, &["logs", "life"]);
+    assert_eq!(logs.matches("started").count(), 3, "{logs}");
+    assert!(logs.contains("got-term"), "{logs}");
+    let stamped = ok(&root, &["logs", "-t", "--tail", "1", "life"]);
+    assert_eq!(stamped.lines().count(), 1, "{stamped}");
+    assert!(
+        stamped.starts_with("20") && stamped.contains('T'),
+        "{stamped}"
+    );
+
+    // rm: refused while running, then gone.
+    ok(&root, &["start", "life"]);
+    let r = run(&root, &["rm", "life"]);
+    assert_eq!(r.code, Some(1));
+    assert!(r.stderr.contains("Stop the container"), "{}", r.stderr);
+    ok(&root, &["rm", "-f", "life"]);
+    assert!(ps_json(&root).is_empty());
+    assert!(cgroup_dirs(&id).is_empty(), "{:?}", cgroup_dirs(&id));
+    expect_code(&root, &["logs", "life"], 1);
+}
+
+#[test]
+fn logs_follow_until_the_container_exits() {
+    let (_tmp, root) = store_with_busybox("run-logs");
+    ok(
+        &root,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "talker",
+            "busybox",
+            "sh",
+            "-c",
+            "for i in 1 2 3; do echo line-$i; sleep 0.3; done; echo err-line >&2",
+        ],
+    );
+    let t = Instant::now();
+    let r = run(&root, &["logs", "-f", "talker"]);
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(r.stdout, "line-1\nline-2\nline-3\n");
+    assert_eq!(r.stderr, "err-line\n");
+    assert!(
+        t.elapsed() > Duration::from_millis(500),
+        "followed: {:?}",
+        t.elapsed()
+    );
+    let e = ps_entry(&root, "talker");
+    assert!(
+        e["Status"]
+            .as_str()
+            .expect("status")
+            .starts_with("Exited (0)"),
+        "{e}"
+    );
+    ok(&root, &["container", "prune", "-f"]);
+    assert!(ps_json(&root).is_empty());
+}
+
+#[test]
+fn killed_monitor_shows_the_container_exited() {
+    let (_tmp, root) = store_with_busybox("run-monitor");
+    ok(
+        &root,
+        &["run", "-d", "--name", "orphan", "busybox", "sleep", "1000"],
+    );
+    let id = container_id(&root, "orphan");
+    let state: serde_json::Value = serde_json::from_slice(
+        &fs::read(root.join("containers").join(&id).join("state.json")).expect("state"),
+    )
+    .expect("json");
+    let monitor = state["Monitor"]["pid"].as_i64().expect("monitor pid") as i32;
+    let init = state["Pid"]["pid"].as_i64().expect("init pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::SIGKILL,
+    )
+    .expect("kill the monitor");
+    // The sandbox dies with its monitor (the lifeline); ps says so without hanging.
+    wait_until(5, "the container to die", || {
+        !std::path::Path::new(&format!("/proc/{init}")).exists()
+    });
+    let t = Instant::now();
+    let e = ps_entry(&root, "orphan");
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert_eq!(e["State"], "exited");
+    assert!(
+        e["Status"]
+            .as_str()
+            .expect("status")
+            .starts_with("Exited (137)"),
+        "{e}"
+    );
+    assert!(inspect_field(&root, "orphan", "{{.State.Error}}").contains("monitor"));
+    assert!(
+        cgroup_dirs(&id).is_empty(),
+        "stale cgroups removed: {:?}",
+        cgroup_dirs(&id)
+    );
+    // And it can start again.
+    ok(&root, &["start", "orphan"]);
+    assert_eq!(ps_entry(&root, "orphan")["State"], "running");
+    ok(&root, &["rm", "-f", "orphan"]);
+}
+
+#[test]
+fn commit_turns_changes_into_an_image() {
+    let (_tmp, root) = store_with_busybox("run-commit");
+    ok(
+        &root,
+        &[
+            "run",
+            "--name",
+            "changed",
+            "busybox",
+            "sh",
+            "-c",
+            "echo committed > /c.txt && rm /bin/yes",
+        ],
+    );
+    let image = ok(&root, &["commit", "changed", "snap:1"]);
+    assert!(image.trim().starts_with("sha256:"), "{image}");
+    assert_eq!(
+        ok(&root, &["run", "--rm", "snap:1", "cat", "/c.txt"]),
+        "committed\n"
+    );
+    expect_code(&root, &["run", "--rm", "snap:1", "ls", "/bin/yes"], 1);
+    let layers = inspect_field(&root, "snap:1", "{{json .RootFS.Layers}}");
+    let base = inspect_field(&root, "busybox", "{{json .RootFS.Layers}}");
+    assert_eq!(
+        serde_json::from_str::<Vec<String>>(&layers)
+            .expect("layers")
+            .len(),
+        serde_json::from_str::<Vec<String>>(&base)
+            .expect("layers")
+            .len()
+            + 1
+    );
+    ok(&root, &["rm", "changed"]);
+}
