@@ -281,6 +281,14 @@ pub enum PushError {
     /// The image has no tag and no digest to push under.
     #[error("{0}: nothing to push under (give a tag)")]
     NoTag(String),
+    /// A descriptor whose digest forge cannot use.
+    #[error("the {what} descriptor's digest: {source}")]
+    Descriptor {
+        /// Which descriptor.
+        what: &'static str,
+        /// Why.
+        source: forge_oci::DigestError,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

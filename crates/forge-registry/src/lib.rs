@@ -16,11 +16,13 @@
 //!   broken downloads with `Range` and committing each only when its digest matches;
 //!   [`push`] uploads what the registry lacks (HEAD first, cross-repository mounts,
 //!   monolithic or chunked) and then the manifest, byte for byte as stored.
-//! - [`search`] lists a registry's `_catalog`.
+//! - [`search`] lists a registry's `_catalog`; [`artifact`] moves OCI artifacts that
+//!   are not images (forge's build cache) with the same transfers.
 //!
 //! Errors are one enum per operation ([`ConfigError`], [`RegistryError`], [`PullError`],
 //! [`PushError`]), each variant naming the URL, file or digest it is about.
 
+pub mod artifact;
 pub mod client;
 pub mod config;
 pub mod error;

@@ -179,10 +179,10 @@ pub struct Pulled {
 }
 
 /// A manifest as fetched.
-struct Fetched {
-    bytes: Vec<u8>,
+pub(crate) struct Fetched {
+    pub(crate) bytes: Vec<u8>,
     media_type: String,
-    digest: Digest,
+    pub(crate) digest: Digest,
 }
 
 /// Pulls `reference` into `store`.
@@ -268,7 +268,7 @@ impl Fetched {
 
 /// Fetches the manifest from the first endpoint that has it: each mirror in turn for
 /// docker.io references, then the registry itself.
-fn resolve_manifest<'c>(
+pub(crate) fn resolve_manifest<'c>(
     client: &'c Client,
     reference: &Reference,
     progress: &dyn Progress,

@@ -2,9 +2,11 @@
 
 use super::human::{fail, open_store, source_date_epoch};
 use super::progress::BuildProgress;
+use super::pull::LayerDisplay;
+use super::pull_resolver::PullingResolver;
 use super::Source;
 use anyhow::Context as _;
-use forge_build::build::{build, BuildError, BuildRequest, StoreResolver};
+use forge_build::build::{build, BuildError, BuildRequest};
 use forge_build::cache::{self, CacheMode, ImportedCache};
 use forge_build::context_stream::{read_stdin_context, ExtractedContext, StdinContext};
 use forge_build::graph::Network;
@@ -31,6 +33,12 @@ pub struct Args {
     /// Do not use the cache
     #[arg(long)]
     no_cache: bool,
+    /// Always look up base images in their registry (a tag may have moved)
+    #[arg(long)]
+    pull: bool,
+    /// Push the image to its registry under every -t name (as --output=type=registry)
+    #[arg(long)]
+    push: bool,
     /// Do not use the cache for these stages (by name; may be repeated or comma-separated)
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     no_cache_filter: Vec<String>,
@@ -55,7 +63,8 @@ pub struct Args {
     /// Steps run at once (default: the number of cores)
     #[arg(long)]
     jobs: Option<usize>,
-    /// Also write the result: `type=oci|docker|tar|local,dest=PATH` (a bare path: local)
+    /// Also write the result: `type=oci|docker|tar|local,dest=PATH` (a bare path:
+    /// local), or push it: `type=registry,name=NAME[,NAME…]` (also `type=image,push=true`)
     #[arg(short = 'o', long = "output")]
     outputs: Vec<String>,
     /// Export the build cache: `type=local,dest=DIR` or `type=registry,ref=NAME`
@@ -209,13 +218,40 @@ impl BuildInput {
     }
 }
 
+/// `type=registry,name=…` or `type=image,…,push=true`: the names to push to; `None`
+/// for the other output types.
+fn registry_output(spec: &str) -> Result<Option<Vec<String>>, String> {
+    let mut kind = None;
+    let mut names = Vec::new();
+    let mut push = false;
+    for field in spec.split(',') {
+        match key_value(field) {
+            (k, Some(v)) if k == "type" => kind = Some(v),
+            (k, Some(v)) if k == "name" => names.push(v),
+            (k, Some(v)) if k == "push" => push = v == "true",
+            _ => {}
+        }
+    }
+    match kind.as_deref() {
+        Some("registry") => {}
+        Some("image") if push => {}
+        Some("image") => {
+            return Err(format!(
+                "output \"{spec}\": type=image stores the image already; add push=true to push it"
+            ))
+        }
+        _ => return Ok(None),
+    }
+    if names.is_empty() {
+        return Err(format!("output \"{spec}\" needs name="));
+    }
+    Ok(Some(names))
+}
+
 fn import_cache(store: &forge_store::Store, spec: &CacheSpec) -> anyhow::Result<ImportedCache> {
     match spec {
         CacheSpec::Local { dir, .. } => Ok(cache::import_local(dir)?),
-        CacheSpec::Registry { reference, .. } => {
-            let _ = store;
-            anyhow::bail!("type=registry caches need the registry client (issue 7): {reference}")
-        }
+        CacheSpec::Registry { reference, .. } => super::registry_cache::import(store, reference),
     }
 }
 
@@ -230,8 +266,8 @@ fn export_cache(
             &outcome.cache_records(*mode),
             dir,
         )?),
-        CacheSpec::Registry { reference, .. } => {
-            anyhow::bail!("type=registry caches need the registry client (issue 7): {reference}")
+        CacheSpec::Registry { reference, mode } => {
+            super::registry_cache::export(store, &outcome.cache_records(*mode), reference)
         }
     }
 }
@@ -334,10 +370,36 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let mut outputs = Vec::new();
+    let mut push_to: Vec<Reference> = Vec::new();
+    if args.push {
+        push_to.extend(tags.iter().cloned());
+        if tags.is_empty() {
+            return Ok(fail("--push needs a name to push to (-t NAME)"));
+        }
+    }
     for o in &args.outputs {
+        match registry_output(o) {
+            Ok(Some(names)) => {
+                for n in names {
+                    match Reference::parse(&n) {
+                        Ok(r) => push_to.push(r),
+                        Err(e) => return Ok(fail(format!("invalid name \"{n}\": {e}"))),
+                    }
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => return Ok(fail(e)),
+        }
         match forge_build::export::Output::parse(o) {
             Ok(o) => outputs.push(o),
             Err(e) => return Ok(fail(e)),
+        }
+    }
+    // The image's names: -t's, and the names it is pushed to.
+    for n in &push_to {
+        if !tags.contains(n) {
+            tags.push(n.clone());
         }
     }
     let store = match open_store(root) {
@@ -362,6 +424,11 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
             Err(e) => eprintln!("WARNING: importing cache {spec:?}: {e:#}"),
         }
     }
+    let client = match super::pull::client() {
+        Ok(c) => c,
+        Err(e) => return Ok(fail(format!("{e:#}"))),
+    };
+    let resolver = PullingResolver::new(&store, &client, args.pull, true);
     let progress = match BuildProgress::new(&args.progress, args.quiet) {
         Ok(p) => p,
         Err(e) => return Ok(fail(e)),
@@ -391,7 +458,7 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
         jobs,
         source_date_epoch: source_date_epoch(),
         progress: &progress,
-        resolver: &StoreResolver(&store),
+        resolver: &resolver,
         imported_caches: &imported_caches,
     });
     progress.finish(outcome.is_ok());
@@ -414,6 +481,29 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
                     source_date_epoch(),
                 ) {
                     return Ok(fail(e));
+                }
+            }
+            if !push_to.is_empty() {
+                let image = match store.resolve(&id) {
+                    Ok(r) => r.image,
+                    Err(e) => return Ok(fail(e)),
+                };
+                for dest in &push_to {
+                    let display = LayerDisplay::new(true, Vec::new());
+                    let pushed = forge_registry::push(
+                        &client,
+                        &store,
+                        &image,
+                        dest,
+                        &forge_registry::PushOptions::default(),
+                        &display,
+                    );
+                    display.finish();
+                    match pushed {
+                        Ok(p) => progress
+                            .result_line(&format!("pushing manifest for {dest}@{} done", p.digest)),
+                        Err(e) => return Ok(fail(format!("pushing {dest}: {e}"))),
+                    }
                 }
             }
             for spec in &cache_to {

@@ -20,6 +20,7 @@ pub mod prune;
 pub mod pull;
 pub mod pull_resolver;
 pub mod push;
+pub mod registry_cache;
 pub mod rmi;
 pub mod save;
 pub mod search;

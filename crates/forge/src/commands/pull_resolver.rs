@@ -3,9 +3,6 @@
 //! image from its registry (mirrors and credentials as `forge pull`), then resolves again.
 //! With `always_pull` (`--pull`) the tag is re-resolved against the registry every time;
 //! a `name@sha256:…` present in the store never touches the network.
-//!
-//! Not yet used by `forge build` (the build command wires it in); hence the allow.
-#![allow(dead_code)]
 
 use forge_build::build::StoreResolver;
 use forge_build::{ImageResolver, ResolvedImage};
