@@ -137,8 +137,17 @@ impl Reference {
             });
         }
         let raw = parse_raw(&format!("{domain}/{remainder}")).map_err(|e| e.with_input(s))?;
+        // What looked like a registry host (it has a `.` or `:`) but is none: docker's
+        // grammar then reads it as a path component and the name has no registry at
+        // all, which no pull or push can use. Say so now.
+        let Some(domain) = raw.domain else {
+            return Err(ReferenceError::InvalidFormat {
+                input: s.to_string(),
+                problem: FormatProblem::Domain,
+            });
+        };
         Ok(Reference {
-            domain: raw.domain.unwrap_or_default(),
+            domain,
             path: raw.path,
             tag: raw.tag,
             digest: raw.digest,
@@ -781,6 +790,10 @@ mod tests {
             "this_is_not_a_valid_namespace_because_its_lenth_is_greater_than_255_".repeat(4)
         );
         let invalid = [
+            // Found by fuzz/reference: a first component with a `.` is a registry host
+            // or nothing; docker's grammar would make it a path with no registry.
+            "r_5dcker.io55555/5511",
+            "my_registry.example/app",
             "https://github.com/docker/docker",
             "docker/Docker",
             "-docker",

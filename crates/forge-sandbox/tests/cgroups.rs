@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::*;
-use forge_sandbox::{ExitStatus, Sandbox};
+use forge_sandbox::{ExitStatus, MountSpec, Sandbox};
 
 /// The cgroup directories a sandbox with this id has, for the controllers we use.
 fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
@@ -65,13 +65,22 @@ fn memory_under_the_limit_is_fine() {
 #[test]
 fn fork_bomb_is_bounded_by_the_pids_limit() {
     let s = Scratch::new();
+    // The test tells the main shell when to end, through a bound directory, once it has
+    // seen the bomb fill the limit: no race with a busy machine's scheduler.
+    let signal = s.dir.path().join("signal");
+    std::fs::create_dir(&signal).expect("signal dir");
     let mut spec = s.spec(&[
         "sh",
         "-c",
         // The bomb is forked first, while pids are free; the main shell then
         // runs only builtins, so it outlives the bomb and ends the step.
-        "(bomb() { bomb | bomb & }; bomb) & i=0; while [ $i -lt 60000 ]; do i=$((i+1)); done; echo done",
+        "(bomb() { bomb | bomb & }; bomb) & while [ ! -e /signal/go ]; do :; done; echo done",
     ]);
+    spec.mounts.push(MountSpec::Bind {
+        source: signal.clone(),
+        target: "/signal".into(),
+        readonly: true,
+    });
     spec.limits.pids = Some(32);
     spec.id = Some(format!("bomb-{}", std::process::id()));
     let mut sb = Sandbox::spawn(&spec).expect("spawn");
@@ -82,10 +91,17 @@ fn fork_bomb_is_bounded_by_the_pids_limit() {
     });
     let mut max = 0;
     let started = Instant::now();
-    while !reader.is_finished() && started.elapsed() < Duration::from_secs(60) {
+    while max < 16 && started.elapsed() < Duration::from_secs(60) {
         max = max.max(sb.usage().pids_current.unwrap_or(0));
         std::thread::sleep(Duration::from_millis(5));
     }
+    // A while longer at the limit: it must hold.
+    let held = Instant::now();
+    while held.elapsed() < Duration::from_millis(300) {
+        max = max.max(sb.usage().pids_current.unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::fs::write(signal.join("go"), "").expect("signal");
     let out = reader.join().expect("reader").expect("read");
     let status = sb.wait().expect("wait");
     assert!(max <= 32, "pids.current reached {max}");
