@@ -14,6 +14,7 @@ use crate::context::{BuildContext, StatCache};
 use crate::graph::{ExecMount, Network, Op, Source, Vertex, VertexId};
 use crate::lower::Plan;
 use crate::ops::copy::{self, CopyRequest, CopySource};
+use crate::ops::reuse::Previous;
 use crate::progress::{Event, Progress};
 use forge_oci::layer::SourceKind;
 use forge_oci::{Algorithm, Compression, Digest, Hasher};
@@ -505,13 +506,19 @@ fn execute(
                 };
             let active = store.prepare(dest.top()).map_err(|e| err(e.to_string()))?;
             let upper = active.upper();
-            copy::copy(&CopyRequest {
-                op: c,
-                source,
-                dest_view: dest_view.path(),
-                users_view: None,
-                diff_dir: &upper,
-            })
+            // The last run of this step (same definition and inputs, other context
+            // content) lends its unchanged files: see ops::reuse.
+            let previous = Previous::load(store, &v.digest);
+            let outcome = copy::copy_reusing(
+                &CopyRequest {
+                    op: c,
+                    source,
+                    dest_view: dest_view.path(),
+                    users_view: None,
+                    diff_dir: &upper,
+                },
+                previous.as_ref(),
+            )
             .map_err(|e| {
                 err(format!(
                     "{} failed: {e}",
@@ -519,14 +526,19 @@ fn execute(
                 ))
             })?;
             drop(source_view);
-            commit(
+            let chain = commit(
                 store,
                 active,
                 &dest,
                 SourceKind::Directory,
                 opts.source_date_epoch,
             )
-            .map_err(err)
+            .map_err(err)?;
+            if let Some(layer) = chain.layers.last() {
+                // Without the record the next run only copies everything again.
+                let _ = Previous::save(store, &v.digest, &layer.chain_id, &outcome.stamps);
+            }
+            Ok(chain)
         }
         Op::Exec(e) => run_exec(v, id, e, inputs, opts),
     }

@@ -16,7 +16,7 @@ use std::io::Read;
 
 use forge_oci::image::{build_manifest, rfc3339_utc};
 use forge_oci::layer::{
-    apply_layer, write_layer, ApplyMode, ApplyOptions, Compression, LayerInfo, LayerOptions,
+    unpack_rootfs, write_layer, ApplyMode, ApplyOptions, Compression, LayerInfo, LayerOptions,
     SourceKind,
 };
 use forge_oci::{media_types, ContainerConfig, History, ImageConfig, Reference, RootFs};
@@ -139,7 +139,8 @@ impl Store {
             mode: ApplyMode::Plain,
             same_owner: None,
         };
-        apply_layer(input, &prepared.fs(), &apply).map_err(|source| StoreError::Apply {
+        // The input's own digests are not needed: the layer is written anew below.
+        unpack_rootfs(input, &prepared.fs(), &apply).map_err(|source| StoreError::Apply {
             file: opts.source.clone(),
             source,
         })?;

@@ -54,12 +54,13 @@
 //! `--checksum`; their content digest is reported for the cache key. Git
 //! URLs are refused.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use forge_dockerfile::dockerignore::{clean_path, Matcher, PatternError};
@@ -80,6 +81,7 @@ use super::fetch::{self, FetchError};
 use super::fsx::{self, kind, lstat_at, open_dir_at, walk_dir, Comps, Node, Walked};
 use super::mode::Chmod;
 pub use super::mode::ChmodError;
+use super::reuse::{layer_key, Expected, Previous, Reuser, SourceStamp};
 use super::source::{has_wildcard, may_contain, Src, SrcError};
 use crate::context::{BuildContext, StatCache};
 use crate::graph;
@@ -138,6 +140,11 @@ pub struct CopyOutcome {
     /// Local or downloaded archives extracted by ADD.
     pub archives: u64,
     pub urls: Vec<FetchedUrl>,
+    /// Files hard-linked from the previous result instead of copied (see [`reuse`](super::reuse)).
+    pub reused: u64,
+    /// The source stamps of the context files copied, by path in the layer: what the
+    /// next run of the step may reuse ([`Previous::save`]).
+    pub stamps: BTreeMap<String, SourceStamp>,
 }
 
 /// Why a COPY or ADD failed. Messages follow docker's and BuildKit's words;
@@ -248,6 +255,15 @@ pub(crate) fn ioe_at<'c>(
 
 /// Runs one COPY or ADD. See the module documentation for the rules.
 pub fn copy(req: &CopyRequest<'_>) -> Result<CopyOutcome, CopyError> {
+    copy_reusing(req, None)
+}
+
+/// [`copy`], hard-linking the files of `previous` (the last result of the same step)
+/// whose context sources are unchanged instead of writing them again.
+pub fn copy_reusing(
+    req: &CopyRequest<'_>,
+    previous: Option<&Previous>,
+) -> Result<CopyOutcome, CopyError> {
     let op = req.op;
     let is_add = op.add.is_some();
     let cmd = if is_add { "ADD" } else { "COPY" };
@@ -316,6 +332,10 @@ pub fn copy(req: &CopyRequest<'_>) -> Result<CopyOutcome, CopyError> {
         out: CopyOutcome::default(),
         links: HashMap::new(),
         links_source: None,
+        reuse: previous.and_then(Reuser::open),
+        pending: None,
+        pending_dir: None,
+        pending_dirs: 0,
     };
     let items = c.planner().plan()?;
     c.check_destination(&items)?;
@@ -436,6 +456,58 @@ struct Copier<'a> {
     /// Source inode → first copy's path, for the current source.
     links: HashMap<(u64, u64), Comps>,
     links_source: Option<usize>,
+    reuse: Option<Reuser>,
+    /// Files of the directory source being walked, written after the walk (or when
+    /// [`MAX_PENDING_DIRS`] directories are held open for them).
+    pending: Option<Vec<FileJob>>,
+    /// The destination directory (path in the layer) of the last queued file and the
+    /// directories it is copied between; files of one directory share them.
+    pending_dir: Option<(Comps, Arc<(OwnedFd, OwnedFd)>)>,
+    pending_dirs: usize,
+}
+
+/// Directories held open for queued files before they are written: bounds descriptors.
+const MAX_PENDING_DIRS: usize = 128;
+
+/// One regular file to write: source `sdir/sname` to `ddir/dname` (a new name), with
+/// the copy's owner, mode and times.
+struct FileJob {
+    /// Source and destination directories.
+    dirs: Arc<(OwnedFd, OwnedFd)>,
+    sname: OsString,
+    dname: OsString,
+    dst_path: Comps,
+    uid: Option<Uid>,
+    gid: Option<Gid>,
+    perm: u32,
+    atime: TimeSpec,
+    mtime: TimeSpec,
+    stamp: Option<(String, SourceStamp)>,
+}
+
+impl FileJob {
+    /// Writes the file; the bytes copied.
+    fn run(&self) -> Result<u64, CopyError> {
+        let dst_path = &self.dst_path;
+        let (sdir, ddir) = &*self.dirs;
+        let mut from =
+            fsx::open_file_at(sdir.as_fd(), &self.sname).map_err(ioe_at("open", dst_path))?;
+        let fd = openat(
+            ddir.as_fd(),
+            self.dname.as_os_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(io_at("create", dst_path))?;
+        let mut to = File::from(fd);
+        let n = io::copy(&mut from, &mut to).map_err(ioe_at("write", dst_path))?;
+        fchown(to.as_fd(), self.uid, self.gid).map_err(io_at("chown", dst_path))?;
+        fchmod(to.as_fd(), Mode::from_bits_truncate(self.perm))
+            .map_err(io_at("chmod", dst_path))?;
+        fsx::set_xattrs(to.as_fd(), &fsx::xattrs(from.as_fd()));
+        futimens(to.as_fd(), &self.atime, &self.mtime).map_err(io_at("utimes", dst_path))?;
+        Ok(n)
+    }
 }
 
 fn timespec(t: SystemTime) -> TimeSpec {
@@ -792,6 +864,7 @@ impl<'a> Copier<'a> {
         let mut made: Vec<Comps> = Vec::new();
         let mut made_set: HashSet<Comps> = HashSet::new();
         let mut links = std::mem::take(&mut self.links);
+        self.pending = Some(Vec::new());
         let r = self.copy_entries(
             src_top,
             dst_top,
@@ -803,7 +876,16 @@ impl<'a> Copier<'a> {
             &mut links,
         );
         self.links = links;
-        r?;
+        if r.is_err() {
+            self.pending = None;
+            self.pending_dir = None;
+            return r;
+        }
+        // Written before the directories' times are set, and before anything else of
+        // the copy can write the same names.
+        let written = self.write_pending();
+        self.pending = None;
+        written?;
         for rel in made.iter().rev() {
             self.finish_dir(src_top, dst_top, rel)?;
         }
@@ -995,30 +1077,41 @@ impl<'a> Copier<'a> {
                         }
                     }
                 }
-                let mut from = fsx::open_file_at(sdir, sname).map_err(ioe_at("open", dst_path))?;
-                let fd = openat(
-                    dst.upper.as_fd(),
-                    dname,
-                    OFlag::O_WRONLY
-                        | OFlag::O_CREAT
-                        | OFlag::O_EXCL
-                        | OFlag::O_NOFOLLOW
-                        | OFlag::O_CLOEXEC,
-                    Mode::from_bits_truncate(0o600),
-                )
-                .map_err(io_at("create", dst_path))?;
-                let mut to = File::from(fd);
-                let n = io::copy(&mut from, &mut to).map_err(ioe_at("write", dst_path))?;
-                self.out.bytes += n;
-                fchown(to.as_fd(), uid, gid).map_err(io_at("chown", dst_path))?;
-                fchmod(
-                    to.as_fd(),
-                    Mode::from_bits_truncate(self.perm_for(st, false)),
-                )
-                .map_err(io_at("chmod", dst_path))?;
-                fsx::set_xattrs(to.as_fd(), &fsx::xattrs(from.as_fd()));
-                futimens(to.as_fd(), &atime, &mtime).map_err(io_at("utimes", dst_path))?;
-                self.out.files += 1;
+                // Context files with one link are stamped, and reused when unchanged.
+                let stamped = (self.src.is_context() && st.st_nlink == 1)
+                    .then(|| layer_key(dst_path).map(|k| (k, SourceStamp::of(st))))
+                    .flatten();
+                if let Some((key, stamp)) = stamped.as_ref() {
+                    if self.link_previous(key, dst_path, stamp, st, dst, dname) {
+                        self.out.files += 1;
+                        self.out.reused += 1;
+                        self.out.stamps.insert(key.clone(), *stamp);
+                        return Ok(None);
+                    }
+                }
+                // A file with one link needs nothing copied before it: it may be
+                // written in parallel with the rest of its directory walk.
+                let queued = st.st_nlink == 1 && self.pending.is_some();
+                let job = FileJob {
+                    dirs: self.job_dirs(sdir, dst, dst_path, queued)?,
+                    sname: sname.to_os_string(),
+                    dname: dname.to_os_string(),
+                    dst_path: dst_path.to_vec(),
+                    uid,
+                    gid,
+                    perm: self.perm_for(st, false),
+                    atime,
+                    mtime,
+                    stamp: stamped,
+                };
+                if queued {
+                    if let Some(pending) = self.pending.as_mut() {
+                        pending.push(job);
+                        return Ok(None);
+                    }
+                }
+                let n = job.run()?;
+                self.finished(job, n);
                 if st.st_nlink > 1 {
                     links.insert(key, dst_path.to_vec());
                 }
@@ -1081,6 +1174,134 @@ impl<'a> Copier<'a> {
             }
         }
         Ok(None)
+    }
+
+    /// The source and destination directories of a file to write, shared with the
+    /// queued files of the same directory when `queued`. Writes the queue first when
+    /// it holds too many directories open.
+    fn job_dirs(
+        &mut self,
+        sdir: BorrowedFd<'_>,
+        dst: &DirHandle,
+        dst_path: &[OsString],
+        queued: bool,
+    ) -> Result<Arc<(OwnedFd, OwnedFd)>, CopyError> {
+        let parent = &dst_path[..dst_path.len().saturating_sub(1)];
+        if queued {
+            if let Some((p, dirs)) = &self.pending_dir {
+                if p.as_slice() == parent {
+                    return Ok(Arc::clone(dirs));
+                }
+            }
+            if self.pending_dirs >= MAX_PENDING_DIRS {
+                self.write_pending()?;
+            }
+        }
+        let dirs = Arc::new((
+            sdir.try_clone_to_owned()
+                .map_err(ioe_at("open", dst_path))?,
+            dst.upper.try_clone().map_err(ioe_at("open", dst_path))?,
+        ));
+        if queued {
+            self.pending_dir = Some((parent.to_vec(), Arc::clone(&dirs)));
+            self.pending_dirs += 1;
+        }
+        Ok(dirs)
+    }
+
+    fn finished(&mut self, job: FileJob, bytes: u64) {
+        self.out.bytes += bytes;
+        self.out.files += 1;
+        if let Some((key, stamp)) = job.stamp {
+            self.out.stamps.insert(key, stamp);
+        }
+    }
+
+    /// Writes the files queued while walking a directory source, on several threads:
+    /// creating thousands of inodes is kernel work that scales with cores. The first
+    /// failure in walk order is the one reported.
+    fn write_pending(&mut self) -> Result<(), CopyError> {
+        self.pending_dir = None;
+        self.pending_dirs = 0;
+        let Some(jobs) = self.pending.as_mut().map(std::mem::take) else {
+            return Ok(());
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .clamp(1, 8)
+            .min(jobs.len().div_ceil(64).max(1));
+        let results: Vec<Result<u64, CopyError>> = if threads <= 1 {
+            jobs.iter().map(FileJob::run).collect()
+        } else {
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let slots: Vec<std::sync::Mutex<Option<Result<u64, CopyError>>>> =
+                jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+            std::thread::scope(|scope| {
+                for _ in 0..threads {
+                    scope.spawn(|| loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(job) = jobs.get(i) else { return };
+                        let r = job.run();
+                        if let Ok(mut slot) = slots[i].lock() {
+                            *slot = Some(r);
+                        }
+                    });
+                }
+            });
+            slots
+                .into_iter()
+                .map(|slot| {
+                    slot.into_inner().ok().flatten().unwrap_or_else(|| {
+                        Err(CopyError::Io {
+                            op: "write",
+                            path: String::new(),
+                            source: io::Error::other("a copy thread stopped"),
+                        })
+                    })
+                })
+                .collect()
+        };
+        for (job, r) in jobs.into_iter().zip(results) {
+            let n = r?;
+            self.finished(job, n);
+        }
+        Ok(())
+    }
+
+    /// Hard-links the previous result's file for `dst_path` into `dst` when its source
+    /// is unchanged and it has the metadata this copy would give it. Any failure means
+    /// the file is copied instead.
+    fn link_previous(
+        &mut self,
+        key: &str,
+        dst_path: &[OsString],
+        stamp: &SourceStamp,
+        st: &FileStat,
+        dst: &DirHandle,
+        dname: &OsStr,
+    ) -> bool {
+        let (uid, gid) = self.owner_for(st);
+        let want = Expected {
+            size: st.st_size,
+            perm: self.perm_for(st, false),
+            uid,
+            gid,
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+        };
+        let Some(reuse) = self.reuse.as_mut() else {
+            return false;
+        };
+        let Some((dir, name)) = reuse.find(key, dst_path, stamp, &want) else {
+            return false;
+        };
+        linkat(
+            dir.as_fd(),
+            name.as_os_str(),
+            dst.upper.as_fd(),
+            dname,
+            AtFlags::empty(),
+        )
+        .is_ok()
     }
 
     /// Writes a file that comes from no tree (a download, a heredoc).

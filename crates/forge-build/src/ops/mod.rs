@@ -3,6 +3,8 @@
 //!
 //! - [`copy`]: COPY and ADD with BuildKit's semantics, writing the step's
 //!   new files into an empty directory that becomes its layer.
+//! - [`reuse`]: hard-links the unchanged files of a COPY's previous result
+//!   instead of writing them again.
 //!
 //! Everything below works on directory descriptors, one path component at a
 //! time without following symlinks (`fsx`), so sources never leave their
@@ -13,6 +15,7 @@ mod dest;
 mod fetch;
 mod fsx;
 mod mode;
+pub mod reuse;
 mod source;
 
 pub use copy::{copy, CopyError, CopyOutcome, CopyRequest, CopySource, FetchedUrl};

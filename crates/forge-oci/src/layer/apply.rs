@@ -41,7 +41,7 @@ use super::{
     is_overlay_xattr, peek, sniff, Compression, Decoder, Sniffed, OVERLAY_OPAQUE_XATTR, SNIFF_LEN,
     WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX,
 };
-use crate::digest::{Algorithm, Digest, Hasher, HashingReader};
+use crate::digest::{Algorithm, Digest, Hasher};
 
 /// Deepest directory nesting removed recursively (whiteouts, opaque dirs, replacements).
 const MAX_DEPTH: usize = 512;
@@ -248,12 +248,55 @@ fn os(b: &[u8]) -> &OsStr {
     OsStr::from_bytes(b)
 }
 
+/// What [`unpack_rootfs`] unpacked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unpacked {
+    /// The compression detected from the magic bytes.
+    pub compression: Compression,
+    /// Number of tar entries processed.
+    pub entries: u64,
+    /// Extended attributes refused, as in [`Applied::skipped_xattrs`].
+    pub skipped_xattrs: Vec<(String, String)>,
+}
+
 /// Applies the layer read from `r` to the directory `target`.
 pub fn apply_layer<R: Read>(
     r: R,
     target: &Path,
     opts: &ApplyOptions,
 ) -> Result<Applied, ApplyError> {
+    let (unpacked, digests) = apply(r, target, opts, true)?;
+    let (digest, diff_id) = digests.ok_or_else(|| ApplyError::Stream {
+        after: None,
+        source: io::Error::other("the layer was not hashed"),
+    })?;
+    Ok(Applied {
+        digest,
+        diff_id,
+        compression: unpacked.compression,
+        entries: unpacked.entries,
+        skipped_xattrs: unpacked.skipped_xattrs,
+    })
+}
+
+/// [`apply_layer`] for a tarball whose digests nobody needs (`forge import` writes a
+/// canonical layer from the tree afterwards): the same checks and the same tree, without
+/// hashing every byte of the stream twice.
+pub fn unpack_rootfs<R: Read>(
+    r: R,
+    target: &Path,
+    opts: &ApplyOptions,
+) -> Result<Unpacked, ApplyError> {
+    apply(r, target, opts, false).map(|(unpacked, _)| unpacked)
+}
+
+/// Applies, returning the blob digest and the diffID when `hashed`.
+fn apply<R: Read>(
+    r: R,
+    target: &Path,
+    opts: &ApplyOptions,
+    hashed: bool,
+) -> Result<(Unpacked, Option<(Digest, Digest)>), ApplyError> {
     let root = openat(
         AT_FDCWD,
         target,
@@ -275,10 +318,14 @@ pub fn apply_layer<R: Read>(
     // A plain tar's stream digest is its diffID: hashing it twice would be wasted work.
     let outer = StreamHash {
         inner: chained,
-        hasher: (compression != Compression::None).then(|| Hasher::new(Algorithm::Sha256)),
+        hasher: (hashed && compression != Compression::None)
+            .then(|| Hasher::new(Algorithm::Sha256)),
     };
     let decoder = Decoder::new(outer, compression).map_err(stream_err(None))?;
-    let mut archive = tar::Archive::new(HashingReader::new(decoder));
+    let mut archive = tar::Archive::new(StreamHash {
+        inner: decoder,
+        hasher: hashed.then(|| Hasher::new(Algorithm::Sha256)),
+    });
     let same_owner = opts
         .same_owner
         .unwrap_or_else(|| nix::unistd::geteuid().is_root());
@@ -311,24 +358,30 @@ pub fn apply_layer<R: Read>(
     // the whole tar and the compressor's trailer (gzip CRC) is checked.
     let mut inner = archive.into_inner();
     io::copy(&mut inner, &mut io::sink()).map_err(stream_err(last.clone()))?;
-    let (decoder, diff_id, _) = inner.finish();
+    let StreamHash {
+        inner: decoder,
+        hasher: tar_hasher,
+    } = inner;
+    let diff_id = tar_hasher.map(Hasher::finish);
     let mut outer = match decoder {
         Decoder::Plain(c) => c,
         Decoder::Gzip(g) => g.into_inner(),
         Decoder::Zstd(z) => z.finish().into_inner(),
     };
     io::copy(&mut outer, &mut io::sink()).map_err(stream_err(last))?;
-    let digest = match outer.hasher {
-        Some(h) => h.finish(),
-        None => diff_id.clone(),
-    };
-    Ok(Applied {
-        digest,
-        diff_id,
+    let digests = diff_id.map(|diff_id| {
+        let digest = match outer.hasher {
+            Some(h) => h.finish(),
+            None => diff_id.clone(),
+        };
+        (digest, diff_id)
+    });
+    let unpacked = Unpacked {
         compression,
         entries,
         skipped_xattrs,
-    })
+    };
+    Ok((unpacked, digests))
 }
 
 /// The compressed stream under the decoder, hashed for the blob digest unless that is the

@@ -18,7 +18,10 @@ mod apply;
 pub(crate) mod tarfmt;
 mod writer;
 
-pub use apply::{apply_layer, Applied, ApplyError, ApplyMode, ApplyOptions, UnsafeReason};
+pub use apply::{
+    apply_layer, unpack_rootfs, Applied, ApplyError, ApplyMode, ApplyOptions, Unpacked,
+    UnsafeReason,
+};
 pub use writer::{write_layer, LayerInfo, LayerOptions, LayerWriteError, LayerWriter, SourceKind};
 
 use crate::media_types;
