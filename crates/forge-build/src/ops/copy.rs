@@ -785,14 +785,10 @@ impl<'a> Copier<'a> {
         let root = self.dest.resolve(fsx::split_str(&self.op.dest), true)?;
         let owner = self.new_dir_owner();
         self.dest.mkdir_p(&root, owner)?;
-        archive::extract(
-            file,
-            &mut self.dest,
-            &root,
-            self.owner,
-            &mut self.out,
-            shown,
-        )?;
+        // An archive's entries keep the owners the archive gives them, --chown or not:
+        // docker 20.10's BuildKit extracts them so (peer case p-addlocal), as the
+        // classic builder did.
+        archive::extract(file, &mut self.dest, &root, None, &mut self.out, shown)?;
         self.out.archives += 1;
         Ok(())
     }
