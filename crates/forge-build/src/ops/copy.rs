@@ -23,11 +23,11 @@
 //! - Ending in `/` (or `.`): a directory, created when missing. Otherwise
 //!   a non-directory source is written at the destination itself unless it
 //!   names an existing directory, in which case it goes inside.
-//! - Several sources with a destination that neither ends in `/` nor is an
-//!   existing directory: an error when any of them is a file (the
-//!   Dockerfile reference's rule, in the legacy builder's words). BuildKit
-//!   itself does not check and lets the last file win; directory sources
-//!   alone merge their contents as BuildKit does.
+//! - Several sources (or a glob matching several): each is copied to the
+//!   destination in turn as if it were alone, as BuildKit does (no check,
+//!   unlike the legacy builder): to a destination that is not a directory
+//!   the last file wins, directory sources merge their contents, and a
+//!   directory source after a file at the destination is an error.
 //! - The destination resolves inside the destination root: a symlink there
 //!   (`/lib -> usr/lib`) is followed as BuildKit's `fs.RootPath` follows it.
 //! - Missing directories are created 0755, owned by the `--chown` owner or
@@ -155,8 +155,6 @@ pub enum CopyError {
     NotFoundInContext(String),
     #[error("{0:?}: not found")]
     NotFound(String),
-    #[error("When using {cmd} with more than one source file, the destination must be a directory and end with a /")]
-    DestNotDirectory { cmd: &'static str },
     #[error("unable to find user {0}: no matching entries in passwd file")]
     UnknownUser(String),
     #[error("unable to find group {0}: no matching entries in group file")]
@@ -265,8 +263,6 @@ pub fn copy_reusing(
     previous: Option<&Previous>,
 ) -> Result<CopyOutcome, CopyError> {
     let op = req.op;
-    let is_add = op.add.is_some();
-    let cmd = if is_add { "ADD" } else { "COPY" };
 
     let checksum = match op.add.as_ref().and_then(|a| a.checksum.as_deref()) {
         Some(value) if !value.is_empty() => {
@@ -322,7 +318,6 @@ pub fn copy_reusing(
     };
     let mut c = Copier {
         op,
-        cmd,
         src,
         dest,
         owner,
@@ -338,7 +333,6 @@ pub fn copy_reusing(
         pending_dirs: 0,
     };
     let items = c.planner().plan()?;
-    c.check_destination(&items)?;
     for item in items {
         c.run(item)?;
     }
@@ -432,20 +426,8 @@ enum Item {
     },
 }
 
-impl Item {
-    /// Whether the item fills a directory (its contents, an extracted
-    /// archive) rather than becoming a file.
-    fn fills_directory(&self) -> bool {
-        matches!(
-            self,
-            Item::Local { dir: true, .. } | Item::Local { archive: true, .. }
-        )
-    }
-}
-
 struct Copier<'a> {
     op: &'a graph::Copy,
-    cmd: &'static str,
     src: Src<'a>,
     dest: Dest,
     owner: Option<(u32, u32)>,
@@ -665,22 +647,6 @@ impl<'a> Copier<'a> {
             op: self.op,
             src: &self.src,
         }
-    }
-
-    /// Several sources need a directory destination (see the module doc).
-    fn check_destination(&self, items: &[Item]) -> Result<(), CopyError> {
-        if items.len() <= 1 || self.op.dest.ends_with('/') {
-            return Ok(());
-        }
-        if items.iter().all(Item::fills_directory) {
-            return Ok(());
-        }
-        let d = self.dest.resolve(fsx::split_str(&self.op.dest), true)?;
-        let node = self.dest.lookup(&d).map_err(ioe_at("stat", &d))?;
-        if matches!(node, Node::Dir(_)) {
-            return Ok(());
-        }
-        Err(CopyError::DestNotDirectory { cmd: self.cmd })
     }
 
     fn new_dir_owner(&self) -> (u32, u32) {
