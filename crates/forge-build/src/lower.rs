@@ -669,12 +669,18 @@ impl Lowerer<'_> {
             }
             InstructionKind::Workdir(w) => {
                 let path = self.expand(&w.value, &env, w.span)?;
-                let abs = if path.starts_with('/') {
+                // BuildKit's NormalizeWorkdir: an absolute path is kept as written
+                // (`/a/../b` stays, in the config and the history); a relative one is
+                // joined to the current directory, which cleans it.
+                let wd = if path.starts_with('/') {
                     path
                 } else {
-                    format!("{}/{}", st.workdir(), path)
+                    forge_dockerfile::dockerignore::clean_path(&format!(
+                        "{}/{}",
+                        st.workdir(),
+                        path
+                    ))
                 };
-                let wd = forge_dockerfile::dockerignore::clean_path(&abs);
                 st.container().working_dir = Some(wd.clone());
                 let layer = if wd != "/" {
                     let parent = st.root;

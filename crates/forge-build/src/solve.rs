@@ -616,9 +616,19 @@ fn mkdir_in_layer(view: Option<&Path>, upper: &Path, path: &str, user: &str) -> 
             None => (0, 0),
         }
     };
-    let mut rel = PathBuf::new();
-    for comp in path.split('/').filter(|c| !c.is_empty()) {
-        rel.push(comp);
+    // The directories Go's MkdirAll makes for the path as written: each prefix,
+    // cleaned (`/a/../b` makes /a, then /b).
+    let mut prefixes = Vec::new();
+    let mut stack: Vec<&str> = Vec::new();
+    for comp in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        if comp == ".." {
+            stack.pop();
+        } else {
+            stack.push(comp);
+            prefixes.push(stack.iter().collect::<PathBuf>());
+        }
+    }
+    for rel in prefixes {
         let existing = view.and_then(|v| std::fs::symlink_metadata(v.join(&rel)).ok());
         let target = upper.join(&rel);
         match existing {
