@@ -115,18 +115,15 @@ impl Runtime {
         process.no_new_privileges = false;
         process.env = cfg.env.clone();
         process.cwd = PathBuf::from(&cfg.working_dir);
-        if !cfg.user.is_empty() {
-            let view = RootFsView::open(&rootfs)?;
-            let u = view
-                .resolve_user(&cfg.user)
-                .map_err(|e| RuntimeError::User {
-                    user: cfg.user.clone(),
-                    reason: e.to_string(),
-                })?;
-            process.uid = u.uid;
-            process.gid = u.gid;
-            process.additional_gids = u.additional_gids;
-        }
+        // Root too is looked up: its HOME and groups come from the image's files.
+        let user = if cfg.user.is_empty() { "0" } else { &cfg.user };
+        let view = RootFsView::open(&rootfs)?;
+        let u = view.resolve_user(user).map_err(|e| RuntimeError::User {
+            user: user.to_string(),
+            reason: e.to_string(),
+        })?;
+        drop(view);
+        crate::runtime::apply_user(&mut process, u);
         let mut spec = SandboxSpec::new(rootfs, process);
         spec.hostname = cfg.hostname.clone();
         spec.network = match cfg.network {

@@ -158,6 +158,20 @@ pub(crate) fn send_signal(p: &ProcessId, signal: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// docker's identity for a container process: the user's ids, its primary group also
+/// among the supplementary ones (docker shows `groups=0(root)`, `groups=1000`), and
+/// `HOME` from the user's passwd entry unless the environment sets it.
+pub(crate) fn apply_user(p: &mut ProcessSpec, u: forge_sandbox::users::User) {
+    p.uid = u.uid;
+    p.gid = u.gid;
+    p.additional_gids = std::iter::once(u.gid)
+        .chain(u.additional_gids.into_iter().filter(|g| *g != u.gid))
+        .collect();
+    if !p.env.iter().any(|kv| kv.starts_with("HOME=")) {
+        p.env.push(format!("HOME={}", u.home.display()));
+    }
+}
+
 impl Runtime {
     pub fn open(store: Store) -> Result<Runtime> {
         let containers = store.dir(forge_store::StoreDir::Containers);
@@ -908,20 +922,19 @@ impl Runtime {
         }
         p.env = env;
         p.cwd = PathBuf::from(opts.workdir.clone().unwrap_or(c.config.working_dir.clone()));
-        let user = opts.user.clone().unwrap_or(c.config.user.clone());
-        if !user.is_empty() {
-            let root = PathBuf::from(format!("/proc/{}/root", pid.pid));
-            let dir = fs::File::open(&root).map_err(io_err("opening", &root))?;
-            let u = forge_sandbox::users::resolve_user_in(dir.as_fd(), &user).map_err(|e| {
-                RuntimeError::User {
-                    user: user.clone(),
-                    reason: e.to_string(),
-                }
-            })?;
-            p.uid = u.uid;
-            p.gid = u.gid;
-            p.additional_gids = u.additional_gids;
+        let mut user = opts.user.clone().unwrap_or(c.config.user.clone());
+        if user.is_empty() {
+            user = "0".into();
         }
+        let root = PathBuf::from(format!("/proc/{}/root", pid.pid));
+        let dir = fs::File::open(&root).map_err(io_err("opening", &root))?;
+        let u = forge_sandbox::users::resolve_user_in(dir.as_fd(), &user).map_err(|e| {
+            RuntimeError::User {
+                user: user.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        apply_user(&mut p, u);
         p.tty = opts.tty;
         p.stdin = if opts.stdin {
             forge_sandbox::Stdio::Inherit

@@ -688,3 +688,60 @@ fn containers_leave_no_new_privs_off_as_docker() {
     assert_eq!(out, "NoNewPrivs:\t0\n");
     ok(&root, &["rm", "-f", id]);
 }
+
+/// What docker 20.10's `docker run` shows on the same busybox image (checked side by
+/// side): HOME from passwd, the primary group among the supplementary ones, and a /dev
+/// without runc's optional `core` link.
+#[test]
+fn identity_and_dev_as_docker_run_shows_them() {
+    let (_tmp, root) = store_with_busybox("run-identity");
+    let (out, _) = expect_code(
+        &root,
+        &["run", "--rm", "busybox", "sh", "-c", "echo $HOME; id"],
+        0,
+    );
+    assert_eq!(out, "/root\nuid=0(root) gid=0(root) groups=0(root)\n");
+    let (out, _) = expect_code(
+        &root,
+        &[
+            "run",
+            "--rm",
+            "-u",
+            "nobody",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $HOME; id",
+        ],
+        0,
+    );
+    assert_eq!(
+        out,
+        "/nonexistent\nuid=65534(nobody) gid=65534(nobody) groups=65534(nobody)\n"
+    );
+    let (out, _) = expect_code(
+        &root,
+        &[
+            "run",
+            "--rm",
+            "-u",
+            "1000:1000",
+            "-e",
+            "HOME=/h",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $HOME; id",
+        ],
+        0,
+    );
+    assert_eq!(out, "/h\nuid=1000 gid=1000 groups=1000\n");
+    let (out, _) = expect_code(&root, &["run", "--rm", "busybox", "ls", "/dev"], 0);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        [
+            "fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin",
+            "stdout", "tty", "urandom", "zero"
+        ]
+    );
+}
