@@ -130,6 +130,9 @@ pub struct StageOutput {
     /// The base image's layers (diffIDs), bottom first.
     pub base_layers: Vec<Digest>,
     pub steps: Vec<Step>,
+    /// The environment its last step ran with (ENV and ARG values): a stage built
+    /// `FROM` this one starts with it, as BuildKit's LLB state carries it.
+    pub step_env: Vec<(String, String)>,
 }
 
 /// The result of lowering.
@@ -467,6 +470,7 @@ impl Lowerer<'_> {
             .stage_by_name(&base_name, false)
             .filter(|&i| i != index && i < index);
         let (base_history, base_layers, triggers);
+        let mut inherited_env = None;
         let (root, config, steps) = if let Some(b) = base_stage {
             let root = self.stage(b)?;
             let out = self.stages[b].as_ref().expect("lowered above");
@@ -476,6 +480,7 @@ impl Lowerer<'_> {
             let steps = out.steps.clone();
             base_history = out.base_history.clone();
             base_layers = out.base_layers.clone();
+            inherited_env = Some(out.step_env.clone());
             (root, config, steps)
         } else if base_name.eq_ignore_ascii_case("scratch") {
             let root = self.graph.add(
@@ -527,6 +532,11 @@ impl Lowerer<'_> {
             (root, config, Vec::new())
         };
         let mut state = State::new(index, root, config, steps);
+        if let Some(env) = inherited_env {
+            // The base stage's ARG values stay in the environment of this stage's
+            // steps (not in its image config), as BuildKit's state env does.
+            state.step_env = env;
+        }
         for trigger in triggers {
             let parsed = forge_dockerfile::parse(trigger.as_bytes()).map_err(|e| {
                 error_at(stage.from.span, format!("ONBUILD trigger {trigger:?}: {e}"))
@@ -554,6 +564,7 @@ impl Lowerer<'_> {
             base_history,
             base_layers,
             steps: state.steps,
+            step_env: state.step_env,
         });
         self.in_progress[index] = false;
         Ok(root)
