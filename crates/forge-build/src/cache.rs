@@ -227,6 +227,7 @@ impl ImportedCache {
                 blob: l.digest.clone(),
                 size: l.size,
                 media_type: l.media_type.clone(),
+                pending: false,
             });
         }
         // Only a cache that cannot be written is lost here: the chain is sound.

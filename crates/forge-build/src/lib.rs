@@ -15,6 +15,9 @@
 //!   allows, each step from the cache when its key (op, inputs' keys, the
 //!   context content it reads) was seen before; [`export`] turns the target
 //!   stage's result into an image config, manifest and names in the store.
+//!   A step's snapshot is usable as soon as its tar is hashed; `deferred`
+//!   compresses the layer blobs (and writes the cache records that name them)
+//!   on a thread of its own while the next steps run.
 //! - [`cache`] holds the cache records, locally and as an OCI artifact shared
 //!   through a registry or a directory (`--cache-to`, `--cache-from`).
 //! - [`progress`] is the stream of events a build reports, rendered by the CLI.
@@ -26,6 +29,7 @@ pub mod build;
 pub mod cache;
 pub mod context;
 pub mod context_stream;
+mod deferred;
 pub mod export;
 pub mod graph;
 pub mod lower;

@@ -11,6 +11,7 @@
 
 use crate::cache::{self, ImportedCache};
 use crate::context::{BuildContext, StatCache};
+use crate::deferred::DeferredBlobs;
 use crate::graph::{ExecMount, Network, Op, Source, Vertex, VertexId};
 use crate::lower::Plan;
 use crate::ops::copy::{self, CopyRequest, CopySource};
@@ -37,6 +38,24 @@ pub struct Layer {
     pub blob: Digest,
     pub size: u64,
     pub media_type: String,
+    /// The blob is still being written ([`crate::deferred`]): `blob` and `size` are not
+    /// known yet. Never stored: records are written once their layers are final.
+    #[serde(skip)]
+    pub pending: bool,
+}
+
+impl Layer {
+    /// A layer whose blob is still to be written.
+    pub(crate) fn pending(chain_id: Digest, diff_id: Digest, media_type: &str) -> Layer {
+        Layer {
+            chain_id,
+            blob: diff_id.clone(),
+            diff_id,
+            size: 0,
+            media_type: media_type.to_owned(),
+            pending: true,
+        }
+    }
 }
 
 /// The filesystem a vertex produced: its layers, base first.
@@ -136,61 +155,92 @@ pub fn solve(
     let wake = Condvar::new();
     let queue: VecDeque<VertexId> = needed.iter().copied().collect();
     let jobs = opts.jobs.max(1).min(needed.len().max(1));
+    let blobs = DeferredBlobs::new();
     std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| loop {
-                let mut st = state.lock().expect("solver state lock");
-                let next = loop {
-                    if st.failed.is_some() {
-                        return;
-                    }
-                    let ready = queue.iter().copied().find(|&v| {
-                        !st.started[v]
-                            && graph.vertices[v]
-                                .inputs
-                                .iter()
-                                .all(|&i| st.results[i].is_some())
-                    });
-                    if let Some(v) = ready {
-                        break v;
-                    }
-                    if queue.iter().all(|&v| st.started[v]) && st.running == 0 {
-                        return;
-                    }
-                    st = wake.wait(st).expect("solver state lock");
-                };
-                st.started[next] = true;
-                st.running += 1;
-                let inputs: Vec<Solved> = graph.vertices[next]
-                    .inputs
-                    .iter()
-                    .map(|&i| st.results[i].clone().expect("inputs are solved"))
-                    .collect();
-                drop(st);
-                let outcome = solve_one(plan, next, &inputs, opts);
-                let mut st = state.lock().expect("solver state lock");
-                st.running -= 1;
-                match outcome {
-                    Ok(r) => st.results[next] = Some(r),
-                    Err(e) => {
-                        if st.failed.is_none() {
-                            st.failed = Some(e);
+        let writer = scope.spawn(|| blobs.run(opts.store));
+        let workers: Vec<_> = (0..jobs)
+            .map(|_| {
+                scope.spawn(|| loop {
+                    let mut st = state.lock().expect("solver state lock");
+                    let next = loop {
+                        if st.failed.is_some() {
+                            return;
+                        }
+                        let ready = queue.iter().copied().find(|&v| {
+                            !st.started[v]
+                                && graph.vertices[v]
+                                    .inputs
+                                    .iter()
+                                    .all(|&i| st.results[i].is_some())
+                        });
+                        if let Some(v) = ready {
+                            break v;
+                        }
+                        if queue.iter().all(|&v| st.started[v]) && st.running == 0 {
+                            return;
+                        }
+                        st = wake.wait(st).expect("solver state lock");
+                    };
+                    st.started[next] = true;
+                    st.running += 1;
+                    let inputs: Vec<Solved> = graph.vertices[next]
+                        .inputs
+                        .iter()
+                        .map(|&i| st.results[i].clone().expect("inputs are solved"))
+                        .collect();
+                    drop(st);
+                    let outcome = solve_one(plan, next, &inputs, opts, &blobs);
+                    let mut st = state.lock().expect("solver state lock");
+                    st.running -= 1;
+                    match outcome {
+                        Ok(r) => st.results[next] = Some(r),
+                        Err(e) => {
+                            if st.failed.is_none() {
+                                st.failed = Some(e);
+                            }
                         }
                     }
-                }
-                wake.notify_all();
-            });
+                    wake.notify_all();
+                })
+            })
+            .collect();
+        // Every step is done (or the solve failed): the writer finishes the blobs and
+        // records queued so far, failed or not, so the cache keeps the steps that ran.
+        let panics: Vec<_> = workers.into_iter().filter_map(|w| w.join().err()).collect();
+        blobs.close();
+        let writer = writer.join();
+        if let Some(p) = panics.into_iter().next() {
+            std::panic::resume_unwind(p);
+        }
+        if let Err(p) = writer {
+            std::panic::resume_unwind(p);
         }
     });
     let st = state.into_inner().expect("solver state lock");
     if let Some(e) = st.failed {
         return Err(e);
     }
-    Ok(st
-        .results
-        .into_iter()
-        .map(|r| r.map(|s| (s.chain, s.key)))
-        .collect())
+    if let Some(message) = blobs.failure() {
+        return Err(SolveError::Step {
+            vertex: roots.first().copied().unwrap_or_default(),
+            name: "exporting layers".into(),
+            line: None,
+            message,
+        });
+    }
+    let mut out = Vec::with_capacity(st.results.len());
+    for (vertex, r) in st.results.into_iter().enumerate() {
+        out.push(match r {
+            Some(s) => Some((
+                blobs
+                    .resolve(&s.chain)
+                    .map_err(|m| step_error(&graph.vertices[vertex], vertex, m))?,
+                s.key,
+            )),
+            None => None,
+        });
+    }
+    Ok(out)
 }
 
 fn step_error(v: &Vertex, vertex: VertexId, message: impl std::fmt::Display) -> SolveError {
@@ -221,6 +271,7 @@ fn solve_one(
     id: VertexId,
     inputs: &[Solved],
     opts: &SolveOptions<'_>,
+    blobs: &DeferredBlobs,
 ) -> Result<Solved, SolveError> {
     let v = &plan.graph.vertices[id];
     let err = |m: &dyn std::fmt::Display| step_error(v, id, m);
@@ -265,12 +316,11 @@ fn solve_one(
         });
     }
     let chains: Vec<&Chain> = inputs.iter().map(|i| &i.chain).collect();
-    let result = execute(plan, id, &chains, opts);
+    let result = execute(plan, id, &chains, opts, blobs);
     match result {
         Ok(chain) => {
             if cacheable {
-                // A cache that cannot be written only costs a rebuild later.
-                let _ = cache::put(opts.store, &key, &chain);
+                blobs.queue_record(key.clone(), chain.clone());
                 opts.progress.event(Event::Done {
                     vertex: id,
                     name: v.name.clone(),
@@ -381,31 +431,25 @@ impl View {
 
 fn commit(
     store: &Store,
+    blobs: &DeferredBlobs,
     active: ActiveSnapshot,
     parent: &Chain,
     source: SourceKind,
     sde: Option<i64>,
+    step: &str,
 ) -> Result<Chain, String> {
+    let opts = CommitOptions {
+        source,
+        compression: Compression::Gzip,
+        level: None,
+        source_date_epoch: sde,
+    };
     let committed = store
-        .commit(
-            active,
-            &CommitOptions {
-                source,
-                compression: Compression::Gzip,
-                level: None,
-                source_date_epoch: sde,
-            },
-        )
+        .commit_diff(active, &opts)
         .map_err(|e| e.to_string())?;
     let mut chain = parent.clone();
     let layer = match committed {
-        Some(c) => Layer {
-            chain_id: c.chain_id,
-            diff_id: c.diff_id,
-            blob: c.blob,
-            size: c.blob_size,
-            media_type: c.media_type,
-        },
+        Some(diff) => blobs.queue_blob(diff, opts, step)?,
         // BuildKit exports a layer for every RUN, COPY, ADD and WORKDIR step, an empty
         // tar when the step changed nothing, and its history says so (`empty_layer`
         // false): the image's layer list must match step for step.
@@ -436,6 +480,7 @@ fn empty_layer(store: &Store, parent: &Chain, sde: Option<i64>) -> Result<Layer,
         blob: blob.digest,
         size: blob.size,
         media_type: Compression::Gzip.oci_media_type().to_owned(),
+        pending: false,
     })
 }
 
@@ -444,6 +489,7 @@ fn execute(
     id: VertexId,
     inputs: &[&Chain],
     opts: &SolveOptions<'_>,
+    blobs: &DeferredBlobs,
 ) -> Result<Chain, SolveError> {
     let v = &plan.graph.vertices[id];
     let err = |m: String| step_error(v, id, m);
@@ -456,7 +502,11 @@ fn execute(
         } => image_chain(store, reference, manifest).map_err(err),
         Op::Merge => {
             let base = inputs.first().copied().cloned().unwrap_or_default();
-            let top = inputs.get(1).copied().cloned().unwrap_or_default();
+            // Rebasing unpacks the top's blobs where the snapshot is missing.
+            let top = match inputs.get(1) {
+                Some(top) => blobs.resolve(top).map_err(err)?,
+                None => Chain::default(),
+            };
             let mut chain = base;
             for l in top.layers {
                 let chain_id = store
@@ -475,10 +525,12 @@ fn execute(
             mkdir_in_layer(view.path(), &active.upper(), path, user).map_err(err)?;
             commit(
                 store,
+                blobs,
                 active,
                 &parent,
                 SourceKind::Directory,
                 opts.source_date_epoch,
+                &v.name,
             )
             .map_err(err)
         }
@@ -528,10 +580,12 @@ fn execute(
             drop(source_view);
             let chain = commit(
                 store,
+                blobs,
                 active,
                 &dest,
                 SourceKind::Directory,
                 opts.source_date_epoch,
+                &v.name,
             )
             .map_err(err)?;
             if let Some(layer) = chain.layers.last() {
@@ -540,7 +594,7 @@ fn execute(
             }
             Ok(chain)
         }
-        Op::Exec(e) => run_exec(v, id, e, inputs, opts),
+        Op::Exec(e) => run_exec(v, id, e, inputs, opts, blobs),
     }
 }
 
@@ -592,6 +646,7 @@ fn image_chain(store: &Store, reference: &str, manifest: &Digest) -> Result<Chai
             blob: forge_oci::image::descriptor_digest(desc).map_err(|e| e.to_string())?,
             size: desc.size(),
             media_type: forge_oci::image::media_type_str(desc),
+            pending: false,
         });
     }
     Ok(Chain { layers })
@@ -679,6 +734,7 @@ fn run_exec(
     e: &crate::graph::Exec,
     inputs: &[&Chain],
     opts: &SolveOptions<'_>,
+    blobs: &DeferredBlobs,
 ) -> Result<Chain, SolveError> {
     let err = |m: String| step_error(v, id, m);
     let parent = inputs[0];
@@ -975,10 +1031,12 @@ fn run_exec(
     match status.code() {
         0 => commit(
             store,
+            blobs,
             active,
             parent,
             SourceKind::OverlayUpper,
             opts.source_date_epoch,
+            &v.name,
         )
         .map_err(err),
         code => Err(SolveError::RunFailed {

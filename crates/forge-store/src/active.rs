@@ -9,6 +9,9 @@
 //!   `.wh.<name>` entries, opaque directories `.wh..wh..opq`) and then *renames* the
 //!   staging directory into `snapshots/<chain id>/`: the upper dir becomes the new
 //!   snapshot's `fs/` without a copy, so the next step mounts it as a lowerdir at once.
+//!   [`Store::commit_diff`] does the same with only the tar's digest, leaving the
+//!   compressed blob to [`Store::write_snapshot_blob`], which a build runs in the
+//!   background while its next steps already use the snapshot.
 //! - [`Store::view`] gives the lowerdirs of a committed chain, walking `meta.json`
 //!   parents; snapshots made by [`Store::unpack`] (image layers), by
 //!   [`Store::snapshot_layer`] and by [`Store::commit`] are all linked the same way.
@@ -20,10 +23,11 @@
 //! an ordinary `tmp/` leftover, removed by the next [`Store::gc`].
 
 use std::fs;
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use forge_oci::layer::{Compression, SourceKind};
+use forge_oci::layer::{write_layer, Compression, LayerOptions, SourceKind};
 use forge_oci::Digest;
 
 use crate::error::{io_err, Result, StoreError};
@@ -112,6 +116,15 @@ pub struct CommittedLayer {
     pub media_type: String,
 }
 
+/// The snapshot a [`Store::commit_diff`] made, whose blob is still to be written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedDiff {
+    /// The new snapshot's key: `ChainID(parent, diff_id)`.
+    pub chain_id: Digest,
+    /// The digest of the uncompressed layer tar.
+    pub diff_id: Digest,
+}
+
 /// `ChainID(parent, diff_id)` as the OCI image spec defines it.
 pub fn chain_id(parent: Option<&Digest>, diff_id: &Digest) -> Digest {
     match parent {
@@ -186,15 +199,9 @@ impl Store {
         active: ActiveSnapshot,
         opts: &CommitOptions,
     ) -> Result<Option<CommittedLayer>> {
-        let upper = active.upper();
-        let mut entries = fs::read_dir(&upper).map_err(io_err("read", &upper))?;
-        if entries.next().is_none() {
+        let Some(upper) = self.clear_work(&active)? else {
             return Ok(None); // dropped: the staging dir goes
-        }
-        drop(entries);
-        let work = active.work();
-        remove_tree(&work).map_err(io_err("remove", &work))?;
-
+        };
         let layer = self.write_layer_blob(
             &upper,
             opts.source,
@@ -202,14 +209,117 @@ impl Store {
             opts.level,
             opts.source_date_epoch,
         )?;
-        let chain = chain_id(active.parent.as_ref(), &layer.diff_id);
+        let chain = self.commit_upper(
+            active,
+            &layer.diff_id,
+            Some(&layer.digest),
+            layer.uncompressed_size,
+        )?;
+        Ok(Some(CommittedLayer {
+            chain_id: chain,
+            diff_id: layer.diff_id,
+            blob: layer.digest,
+            blob_size: layer.size,
+            media_type: opts.compression.oci_media_type().to_owned(),
+        }))
+    }
+
+    /// [`Store::commit`] without the blob: the snapshot is committed under
+    /// `ChainID(parent, diffID)` once its uncompressed tar has been hashed, and the
+    /// compressed blob is left to [`Store::write_snapshot_blob`], which can run while the
+    /// next step already uses the snapshot. A build's steps need only the diffID; the
+    /// blob is needed by its export and cache records, so compressing off the step's
+    /// critical path overlaps it with the steps after. `Ok(None)` as `commit` for an
+    /// empty upper dir.
+    pub fn commit_diff(
+        &self,
+        active: ActiveSnapshot,
+        opts: &CommitOptions,
+    ) -> Result<Option<CommittedDiff>> {
+        let Some(upper) = self.clear_work(&active)? else {
+            return Ok(None);
+        };
+        let tar_opts = LayerOptions {
+            compression: Compression::None,
+            level: None,
+            source_date_epoch: opts.source_date_epoch,
+            source: opts.source,
+        };
+        let (_, tar) = write_layer(&upper, &tar_opts, io::sink())?;
+        let chain_id = self.commit_upper(active, &tar.diff_id, None, tar.uncompressed_size)?;
+        Ok(Some(CommittedDiff {
+            chain_id,
+            diff_id: tar.diff_id,
+        }))
+    }
+
+    /// Writes the layer blob of a snapshot [`Store::commit_diff`] committed, with the
+    /// same options, and checks that its tar still hashes to the committed diffID
+    /// (snapshots are never written to after commit; a difference means one was).
+    pub fn write_snapshot_blob(
+        &self,
+        diff: &CommittedDiff,
+        opts: &CommitOptions,
+    ) -> Result<CommittedLayer> {
+        let _lease = self.lease()?;
+        let fs = self.snapshot_fs(&diff.chain_id);
+        let layer = self.write_layer_blob(
+            &fs,
+            opts.source,
+            opts.compression,
+            opts.level,
+            opts.source_date_epoch,
+        )?;
+        if layer.diff_id != diff.diff_id {
+            return Err(StoreError::Corrupt {
+                path: fs,
+                reason: format!(
+                    "its layer hashes to {} but was committed as {}",
+                    layer.diff_id, diff.diff_id
+                ),
+            });
+        }
+        Ok(CommittedLayer {
+            chain_id: diff.chain_id.clone(),
+            diff_id: layer.diff_id,
+            blob: layer.digest,
+            blob_size: layer.size,
+            media_type: opts.compression.oci_media_type().to_owned(),
+        })
+    }
+
+    /// The upper dir of `active` with its overlay work dir removed, or `None` when the
+    /// step left it empty.
+    fn clear_work(&self, active: &ActiveSnapshot) -> Result<Option<PathBuf>> {
+        let upper = active.upper();
+        let mut entries = fs::read_dir(&upper).map_err(io_err("read", &upper))?;
+        if entries.next().is_none() {
+            return Ok(None);
+        }
+        drop(entries);
+        let work = active.work();
+        remove_tree(&work).map_err(io_err("remove", &work))?;
+        Ok(Some(upper))
+    }
+
+    /// Makes the upper dir of `active` durable and commits it as the snapshot of
+    /// `diff_id` on its parent; returns the chain ID.
+    fn commit_upper(
+        &self,
+        active: ActiveSnapshot,
+        diff_id: &Digest,
+        blob: Option<&Digest>,
+        uncompressed_size: u64,
+    ) -> Result<Digest> {
+        let upper = active.upper();
+        let chain = chain_id(active.parent.as_ref(), diff_id);
         let meta = SnapshotMeta {
             chain_id: chain.clone(),
             parent: active.parent.clone(),
-            diff_id: layer.diff_id.clone(),
-            layer: Some(layer.digest.clone()),
+            diff_id: diff_id.clone(),
+            layer: blob.cloned(),
             size: content_size(&upper)?,
-            uncompressed_size: Some(layer.uncompressed_size),
+            uncompressed_size: Some(uncompressed_size),
         };
         // The step wrote the upper without fsyncs: make it durable before the snapshot is
         // visible under its name (fsync, then rename). One syncfs(2) covers the tree;
@@ -219,13 +329,7 @@ impl Store {
         drop(dir);
         let ActiveSnapshot { staged, _lease, .. } = active;
         self.commit_snapshot(staged, &meta)?;
-        Ok(Some(CommittedLayer {
-            chain_id: chain,
-            diff_id: layer.diff_id,
-            blob: layer.digest,
-            blob_size: layer.size,
-            media_type: opts.compression.oci_media_type().to_owned(),
-        }))
+        Ok(chain)
     }
 
     /// Makes sure the snapshot of layer `blob` (diffID `diff_id`) on top of `parent`

@@ -55,7 +55,7 @@ pub mod snapshot;
 mod store;
 pub mod transfer;
 
-pub use active::{chain_id, ActiveSnapshot, CommitOptions, CommittedLayer};
+pub use active::{chain_id, ActiveSnapshot, CommitOptions, CommittedDiff, CommittedLayer};
 pub use error::{Result, StoreError};
 pub use gc::{GcReport, GcRoots};
 pub use images::{ImageList, ImageRecord, Matched, Resolved, Retagged};

@@ -246,3 +246,58 @@ fn commit_on_an_imported_image() {
         .expect("layer");
     assert_eq!(store.view(Some(&layer.chain_id)).expect("view").len(), 2);
 }
+
+/// `commit_diff` then `write_snapshot_blob` give the very snapshot and blob `commit`
+/// gives in one go; a snapshot written to after its commit is refused, not exported.
+#[test]
+fn deferred_blob_matches_a_direct_commit() {
+    let tmp = scratch();
+    let fill = |upper: &Path| {
+        fs::create_dir(upper.join("d")).expect("mkdir");
+        fs::write(upper.join("d/f"), "x".repeat(300_000)).expect("write");
+        fs::write(upper.join("g"), "g\n").expect("write");
+    };
+    let direct_store = Store::open(&tmp.path().join("direct")).expect("open");
+    let a = direct_store.prepare(None).expect("prepare");
+    fill(&a.upper());
+    let direct = direct_store
+        .commit(a, &plain(Compression::Gzip))
+        .expect("commit")
+        .expect("a layer");
+
+    let store = Store::open(&tmp.path().join("deferred")).expect("open");
+    let b = store.prepare(None).expect("prepare");
+    fill(&b.upper());
+    let diff = store
+        .commit_diff(b, &plain(Compression::Gzip))
+        .expect("commit_diff")
+        .expect("a layer");
+    assert_eq!(diff.chain_id, direct.chain_id);
+    assert_eq!(diff.diff_id, direct.diff_id);
+    assert!(store.has_snapshot(&diff.chain_id), "usable before its blob");
+    assert!(!store.has_blob(&direct.blob), "no blob yet");
+    let layer = store
+        .write_snapshot_blob(&diff, &plain(Compression::Gzip))
+        .expect("blob");
+    assert_eq!(layer, direct);
+    assert_eq!(
+        fs::read(store.blob_path(&layer.blob)).expect("blob"),
+        fs::read(direct_store.blob_path(&direct.blob)).expect("blob")
+    );
+    assert_eq!(tmp_entries(&store), 0);
+
+    // An empty upper makes no layer, as with commit.
+    let c = store.prepare(Some(&diff.chain_id)).expect("prepare");
+    assert!(store
+        .commit_diff(c, &plain(Compression::Gzip))
+        .expect("commit_diff")
+        .is_none());
+
+    // Changed after commit: the blob would not match the diffID the steps used.
+    fs::write(store.snapshot_fs(&diff.chain_id).join("g"), "changed\n").expect("write");
+    let err = store
+        .write_snapshot_blob(&diff, &plain(Compression::Gzip))
+        .expect_err("changed snapshot");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains(diff.diff_id.as_str()), "{err}");
+}
