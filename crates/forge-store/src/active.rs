@@ -202,12 +202,13 @@ impl Store {
         let Some(upper) = self.clear_work(&active)? else {
             return Ok(None); // dropped: the staging dir goes
         };
-        let layer = self.write_layer_blob(
+        let layer = self.write_layer_blob_in(
             &upper,
             opts.source,
             opts.compression,
             opts.level,
             opts.source_date_epoch,
+            true,
         )?;
         let chain = self.commit_upper(
             active,
@@ -263,12 +264,13 @@ impl Store {
     ) -> Result<CommittedLayer> {
         let _lease = self.lease()?;
         let fs = self.snapshot_fs(&diff.chain_id);
-        let layer = self.write_layer_blob(
+        let layer = self.write_layer_blob_in(
             &fs,
             opts.source,
             opts.compression,
             opts.level,
             opts.source_date_epoch,
+            true,
         )?;
         if layer.diff_id != diff.diff_id {
             return Err(StoreError::Corrupt {

@@ -167,6 +167,13 @@ impl Store {
             report.snapshots_removed += 1;
         }
 
+        // Memo entries of the blobs just removed: misses now, dropped so they do not pile up.
+        let memo = self.block_memo();
+        memo.prune().map_err(io_err(
+            "prune",
+            self.dir(StoreDir::Cache).join("gzip-blocks"),
+        ))?;
+
         // Staging leftovers of killed or failed writers.
         let tmp = self.dir(StoreDir::Tmp);
         for e in fs::read_dir(&tmp).map_err(io_err("read", &tmp))? {

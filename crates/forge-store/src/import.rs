@@ -13,6 +13,7 @@
 //! applier before anything is stored.
 
 use std::io::Read;
+use std::sync::Arc;
 
 use forge_oci::image::{build_manifest, rfc3339_utc};
 use forge_oci::layer::{
@@ -93,6 +94,21 @@ impl Store {
         level: Option<u32>,
         source_date_epoch: Option<i64>,
     ) -> Result<LayerInfo> {
+        self.write_layer_blob_in(dir, source, compression, level, source_date_epoch, false)
+    }
+
+    /// [`Store::write_layer_blob`], with gzip in memo mode when `memo`: the layers of
+    /// committed steps, which a rebuild often writes again with few changes (see
+    /// [`crate::gzmemo`]).
+    pub(crate) fn write_layer_blob_in(
+        &self,
+        dir: &std::path::Path,
+        source: SourceKind,
+        compression: Compression,
+        level: Option<u32>,
+        source_date_epoch: Option<i64>,
+        memo: bool,
+    ) -> Result<LayerInfo> {
         let mut layer_opts = LayerOptions {
             compression,
             level: level.and_then(|l| i32::try_from(l).ok()),
@@ -114,9 +130,18 @@ impl Store {
             source,
         };
         let level = level.unwrap_or(DEFAULT_GZIP_LEVEL);
-        let gz = ParallelGzip::new(blob, level, threads).map_err(io)?;
+        let memo = memo.then(|| Arc::new(self.block_memo()));
+        let gz = match &memo {
+            Some(memo) => ParallelGzip::with_memo(blob, level, threads, Arc::clone(memo)),
+            None => ParallelGzip::new(blob, level, threads),
+        }
+        .map_err(io)?;
         let (gz, tar) = write_layer(dir, &layer_opts, gz)?;
-        let info = gz.finish().map_err(io)?.commit(None)?;
+        let (blob, blocks) = gz.finish_with_blocks().map_err(io)?;
+        let info = blob.commit(None)?;
+        if let Some(memo) = memo {
+            memo.record(&info.digest, &blocks);
+        }
         Ok(LayerInfo {
             digest: info.digest,
             size: info.size,

@@ -38,7 +38,9 @@
 //! - [`import`], [`transfer`] (load and save) and [`manage`] (rmi, prune, df) are the
 //!   operations behind the CLI commands of the same names; [`gc`] removes what nothing
 //!   reaches. [`pgzip`] compresses layers on every core (pigz's independent blocks, so
-//!   the bytes do not depend on the thread count).
+//!   the bytes do not depend on the thread count); for committed steps' layers it cuts
+//!   blocks by content and takes the ones [`gzmemo`] has seen from the blobs that hold
+//!   them, so a rebuild after a small edit recompresses only the blocks around it.
 //!
 //! Errors are one enum, [`StoreError`], whose variants carry the path, digest or name they
 //! are about.
@@ -46,6 +48,7 @@
 pub mod active;
 pub mod error;
 pub mod gc;
+pub mod gzmemo;
 pub mod images;
 pub mod import;
 pub mod lock;

@@ -11,6 +11,13 @@
 //! size, never on the number of threads or their timing, so layers stay reproducible. Blocks do not share a
 //! dictionary, which costs well under 1% of size at 1 MiB blocks. Memory stays bounded:
 //! at most `2 × threads + 2` blocks are in flight.
+//!
+//! With a [`BlockMemo`] ([`ParallelGzip::with_memo`]) the blocks are cut where the content
+//! says instead (a gear rolling hash over the bytes, FastCDC's, between [`MIN_CUT`] and
+//! [`MAX_CUT`]), so that the cuts after an insertion or deletion fall where they fell
+//! before, and a block the memo has seen is copied from the blob that holds it instead of
+//! compressed. Either way a block's bytes depend only on its content, the level and
+//! whether it is the last: the output is the same with or without the memo's entries.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -20,11 +27,70 @@ use std::thread::JoinHandle;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 
+use crate::gzmemo::{BlockKey, BlockMemo, BlockRecord, MIN_MEMO_BLOCK};
+
 /// Uncompressed bytes per independently compressed block.
 pub const BLOCK_SIZE: usize = 1 << 20;
 
+/// Content-defined blocks (memo mode) are at least this long, but for the last...
+pub const MIN_CUT: usize = 256 * 1024;
+/// ... and at most this long.
+pub const MAX_CUT: usize = 2 << 20;
+/// A cut after a byte where these bits of the rolling hash are all zero: one chance in
+/// 2^20, so blocks are about `MIN_CUT` + 1 MiB long. The top bits: in a gear hash
+/// (`h = (h << 1) + GEAR[byte]`) they depend on the last 64 bytes, the low ones on fewer.
+const CUT_MASK: u64 = 0xffff_f000_0000_0000;
+
+/// FastCDC's gear table: 256 fixed pseudo-random words (splitmix64 from a fixed seed),
+/// part of the output format.
+const GEAR: [u64; 256] = {
+    let mut table = [0u64; 256];
+    let mut x: u64 = 0x6a09_e667_f3bc_c908;
+    let mut i = 0;
+    while i < 256 {
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        table[i] = z ^ (z >> 31);
+        i += 1;
+    }
+    table
+};
+
+/// Where content-defined blocks end.
+#[derive(Debug, Default)]
+struct Chunker {
+    hash: u64,
+}
+
+impl Chunker {
+    /// How many bytes of `data` go into the block that already holds `buffered` bytes,
+    /// and whether the block ends after them.
+    fn take(&mut self, buffered: usize, data: &[u8]) -> (usize, bool) {
+        // No cut before MIN_CUT, so those bytes need no hashing.
+        let mut i = MIN_CUT.saturating_sub(buffered).min(data.len());
+        let limit = data.len().min(MAX_CUT - buffered);
+        while i < limit {
+            self.hash = (self.hash << 1).wrapping_add(GEAR[usize::from(data[i])]);
+            i += 1;
+            if self.hash & CUT_MASK == 0 {
+                self.hash = 0;
+                return (i, true);
+            }
+        }
+        if buffered + i >= MAX_CUT {
+            self.hash = 0;
+            return (i, true);
+        }
+        (i, false)
+    }
+}
+
 type Job = (u64, Vec<u8>, bool);
-type Done = (u64, io::Result<Vec<u8>>);
+/// A compressed block, with its memo key when it was compressed here (not found in the
+/// memo) and is worth remembering.
+type Done = (u64, io::Result<(Vec<u8>, Option<BlockKey>)>);
 
 /// A gzip writer that compresses blocks on several threads.
 pub struct ParallelGzip<W: Write> {
@@ -34,11 +100,15 @@ pub struct ParallelGzip<W: Write> {
     total: u64,
     jobs: Option<Sender<Job>>,
     results: Receiver<Done>,
-    pending: BTreeMap<u64, Vec<u8>>,
+    pending: BTreeMap<u64, (Vec<u8>, Option<BlockKey>)>,
     next_seq: u64,
     next_write: u64,
     max_inflight: u64,
     workers: Vec<JoinHandle<()>>,
+    /// Memo mode: content-defined cuts, and the blocks compressed so far for the memo.
+    chunker: Option<Chunker>,
+    written: u64,
+    records: Vec<BlockRecord>,
 }
 
 /// Bytes per sample, and samples per block, of the per-block encoding choice.
@@ -251,15 +321,38 @@ fn deflate_block(data: &[u8], level: u32, last: bool) -> io::Result<Vec<u8>> {
 impl<W: Write> ParallelGzip<W> {
     /// A writer into `out` at gzip `level` (0-9) using `threads` compressing threads.
     pub fn new(out: W, level: u32, threads: usize) -> io::Result<ParallelGzip<W>> {
+        Self::start(out, level, threads, None)
+    }
+
+    /// A writer in memo mode: content-defined blocks, the ones `memo` knows copied from
+    /// where they are. [`finish_with_blocks`](Self::finish_with_blocks) tells what to
+    /// remember once the blob is stored.
+    pub fn with_memo(
+        out: W,
+        level: u32,
+        threads: usize,
+        memo: Arc<BlockMemo>,
+    ) -> io::Result<ParallelGzip<W>> {
+        Self::start(out, level, threads, Some(memo))
+    }
+
+    fn start(
+        out: W,
+        level: u32,
+        threads: usize,
+        memo: Option<Arc<BlockMemo>>,
+    ) -> io::Result<ParallelGzip<W>> {
         let level = level.min(9);
         let threads = threads.max(1);
         let (job_tx, job_rx) = mpsc::channel::<Job>();
         let (done_tx, done_rx) = mpsc::channel::<Done>();
         let job_rx = Arc::new(Mutex::new(job_rx));
+        let chunker = memo.is_some().then(Chunker::default);
         let mut workers = Vec::new();
         for i in 0..threads {
             let rx = Arc::clone(&job_rx);
             let tx = done_tx.clone();
+            let memo = memo.clone();
             let h = std::thread::Builder::new()
                 .name(format!("pgzip-{i}"))
                 .spawn(move || loop {
@@ -268,7 +361,17 @@ impl<W: Write> ParallelGzip<W> {
                         Err(_) => return,
                     };
                     let Ok((seq, data, last)) = job else { return };
-                    if tx.send((seq, deflate_block(&data, level, last))).is_err() {
+                    let done = match &memo {
+                        Some(memo) if data.len() >= MIN_MEMO_BLOCK => {
+                            let key = BlockKey::of(&data, level, last);
+                            match memo.lookup(&key) {
+                                Some(bytes) => Ok((bytes, None)),
+                                None => deflate_block(&data, level, last).map(|b| (b, Some(key))),
+                            }
+                        }
+                        _ => deflate_block(&data, level, last).map(|b| (b, None)),
+                    };
+                    if tx.send((seq, done)).is_err() {
                         return;
                     }
                 })?;
@@ -281,7 +384,8 @@ impl<W: Write> ParallelGzip<W> {
             0 | 1 => 4,
             _ => 0,
         };
-        out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 255])?;
+        let header = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 255];
+        out.write_all(&header)?;
         Ok(ParallelGzip {
             out: Some(out),
             buf: Vec::with_capacity(BLOCK_SIZE),
@@ -294,6 +398,9 @@ impl<W: Write> ParallelGzip<W> {
             next_write: 0,
             max_inflight: 2 * threads as u64 + 2,
             workers,
+            chunker,
+            written: header.len() as u64,
+            records: Vec::new(),
         })
     }
 
@@ -332,15 +439,31 @@ impl<W: Write> ParallelGzip<W> {
             .out
             .as_mut()
             .ok_or_else(|| io::Error::other("gzip writer already finished"))?;
-        while let Some(data) = self.pending.remove(&self.next_write) {
+        while let Some((data, key)) = self.pending.remove(&self.next_write) {
             out.write_all(&data)?;
+            let len = data.len() as u64;
+            if let Some(key) = key {
+                self.records.push(BlockRecord {
+                    key,
+                    offset: self.written,
+                    len,
+                    crc: crc32fast::hash(&data),
+                });
+            }
+            self.written += len;
             self.next_write += 1;
         }
         Ok(())
     }
 
     /// Compresses what is left, writes the trailer and returns the inner writer.
-    pub fn finish(mut self) -> io::Result<W> {
+    pub fn finish(self) -> io::Result<W> {
+        self.finish_with_blocks().map(|(w, _)| w)
+    }
+
+    /// As [`finish`](Self::finish), with the blocks that were compressed here (memo mode
+    /// only): give them to [`BlockMemo::record`] with the blob's digest once it is stored.
+    pub fn finish_with_blocks(mut self) -> io::Result<(W, Vec<BlockRecord>)> {
         self.submit(true)?;
         while self.next_write < self.next_seq {
             self.receive(true)?;
@@ -357,17 +480,23 @@ impl<W: Write> ParallelGzip<W> {
         out.write_all(&crc.to_le_bytes())?;
         out.write_all(&((self.total & 0xffff_ffff) as u32).to_le_bytes())?;
         out.flush()?;
-        Ok(out)
+        Ok((out, std::mem::take(&mut self.records)))
     }
 }
 
 impl<W: Write> Write for ParallelGzip<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(BLOCK_SIZE - self.buf.len());
+        let (n, cut) = match &mut self.chunker {
+            Some(chunker) => chunker.take(self.buf.len(), data),
+            None => {
+                let n = data.len().min(BLOCK_SIZE - self.buf.len());
+                (n, self.buf.len() + n == BLOCK_SIZE)
+            }
+        };
         self.buf.extend_from_slice(&data[..n]);
         self.crc.update(&data[..n]);
         self.total += n as u64;
-        if self.buf.len() == BLOCK_SIZE {
+        if cut {
             self.submit(false)?;
         }
         Ok(n)
@@ -555,5 +684,110 @@ mod tests {
                 .expect("valid gzip");
             assert_eq!(back, input, "{n}: round trip");
         }
+    }
+
+    /// Writes `input` in memo mode into a blob named by its digest under `blobs`, records
+    /// its blocks; returns the bytes and how many blocks were compressed (not copied).
+    fn memo_write(
+        memo: &Arc<BlockMemo>,
+        blobs: &std::path::Path,
+        input: &[u8],
+    ) -> (Vec<u8>, usize) {
+        let mut w = ParallelGzip::with_memo(Vec::new(), 6, 2, Arc::clone(memo)).expect("new");
+        for chunk in input.chunks(70_001) {
+            w.write_all(chunk).expect("write");
+        }
+        let (gz, blocks) = w.finish_with_blocks().expect("finish");
+        let digest = forge_oci::Digest::sha256_of(&gz);
+        std::fs::write(blobs.join(digest.hex()), &gz).expect("blob");
+        memo.record(&digest, &blocks);
+        (gz, blocks.len())
+    }
+
+    #[test]
+    fn memo_mode_copies_unchanged_blocks_and_gives_the_same_bytes() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let blobs = tmp.path().join("blobs");
+        std::fs::create_dir_all(&blobs).expect("blobs");
+        let memo = Arc::new(BlockMemo::new(tmp.path().join("memo"), blobs.clone()));
+        let fresh = |name: &str| Arc::new(BlockMemo::new(tmp.path().join(name), blobs.clone()));
+
+        let a = tar_of_base64(12 * BLOCK_SIZE);
+        let (gz_a, compressed_a) = memo_write(&memo, &blobs, &a);
+        assert_eq!(gunzip(&gz_a), a);
+        assert!(compressed_a >= 5, "content-defined blocks: {compressed_a}");
+
+        // The same input again: every block comes from the memo, byte-identical output.
+        let (again, compressed) = memo_write(&memo, &blobs, &a);
+        assert_eq!(again, gz_a);
+        assert_eq!(compressed, 0);
+
+        // 3,000 bytes inserted in the middle: the cuts after it fall where they did, so
+        // only the blocks around the change are compressed again.
+        let mut b = a[..a.len() / 2].to_vec();
+        b.extend_from_slice(&base64ish(3000));
+        b.extend_from_slice(&a[a.len() / 2..]);
+        let (gz_b, compressed_b) = memo_write(&memo, &blobs, &b);
+        assert_eq!(gunzip(&gz_b), b);
+        assert!(
+            compressed_b <= 2,
+            "{compressed_b} of about {compressed_a} blocks"
+        );
+        // The memo changes nothing in the output.
+        let (gz_b_fresh, _) = memo_write(&fresh("empty"), &blobs, &b);
+        assert_eq!(gz_b, gz_b_fresh);
+
+        // A damaged blob is a miss, never copied.
+        let hex = forge_oci::Digest::sha256_of(&gz_a).hex().to_owned();
+        let mut damaged = gz_a.clone();
+        let mid = damaged.len() / 3;
+        damaged[mid] ^= 0xff;
+        let copy = fresh("damaged");
+        let digest = forge_oci::Digest::sha256_of(&gz_a);
+        let mut w = ParallelGzip::with_memo(Vec::new(), 6, 2, Arc::clone(&copy)).expect("new");
+        w.write_all(&a).expect("write");
+        let (_, blocks) = w.finish_with_blocks().expect("finish");
+        copy.record(&digest, &blocks);
+        std::fs::write(blobs.join(&hex), &damaged).expect("damage");
+        let (gz, compressed) = memo_write(&copy, &blobs, &a);
+        assert_eq!(gz, gz_a, "the damaged block was compressed again");
+        assert_eq!(compressed, 1);
+        // Blocks whose blob is gone are pruned.
+        std::fs::remove_file(blobs.join(&hex)).expect("rm");
+        let before = std::fs::read_dir(tmp.path().join("damaged"))
+            .expect("memo")
+            .count();
+        assert!(copy.prune().expect("prune") >= 1);
+        let after = std::fs::read_dir(tmp.path().join("damaged"))
+            .expect("memo")
+            .count();
+        assert!(after < before);
+    }
+
+    #[test]
+    fn content_defined_blocks_stay_within_bounds() {
+        let mut c = Chunker::default();
+        let data = base64ish(9 * MAX_CUT);
+        let (mut at, mut sizes) = (0usize, Vec::new());
+        let mut buffered = 0usize;
+        while at < data.len() {
+            let (n, cut) = c.take(buffered, &data[at..(at + 50_000).min(data.len())]);
+            assert!(n > 0);
+            at += n;
+            buffered += n;
+            if cut {
+                sizes.push(buffered);
+                buffered = 0;
+            }
+        }
+        assert!(sizes.len() >= 5, "{sizes:?}");
+        assert!(
+            sizes.iter().all(|&s| (MIN_CUT..=MAX_CUT).contains(&s)),
+            "{sizes:?}"
+        );
+        assert!(
+            sizes.iter().any(|&s| s < MAX_CUT),
+            "some cuts come from the content"
+        );
     }
 }

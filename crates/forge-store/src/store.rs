@@ -171,6 +171,14 @@ impl Store {
         self.layout.blob_path(d)
     }
 
+    /// The memo of compressed gzip blocks of committed layers (`cache/gzip-blocks/`).
+    pub fn block_memo(&self) -> crate::gzmemo::BlockMemo {
+        crate::gzmemo::BlockMemo::new(
+            self.dir(StoreDir::Cache).join("gzip-blocks"),
+            self.root().join("blobs").join("sha256"),
+        )
+    }
+
     /// Whether a blob is present (not verified).
     pub fn has_blob(&self, d: &Digest) -> bool {
         self.layout.has_blob(d)

@@ -567,6 +567,67 @@ fn import_pinned_busybox(root: &Path) {
     assert!(r.ok, "import: {}", r.stderr);
 }
 
+/// A COPY layer of a few MiB (several gzip blocks): 48 files of pseudo-random base64.
+fn big_context(dir: &Path) {
+    fs::create_dir_all(dir.join("data")).expect("mkdir");
+    fs::write(dir.join("Dockerfile"), "FROM busybox\nCOPY data /data/\n").expect("write");
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for i in 0..48 {
+        let body: Vec<u8> = (0..100_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                alphabet[(x >> 58) as usize]
+            })
+            .collect();
+        fs::write(dir.join(format!("data/f{i:02}")), body).expect("write");
+    }
+}
+
+fn memo_entries(root: &Path) -> usize {
+    fs::read_dir(root.join("cache/gzip-blocks")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn a_rebuild_after_an_edit_recompresses_little_and_equals_a_cold_build() {
+    let tmp = scratch("build-memo");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    import_pinned_busybox(&a);
+    import_pinned_busybox(&b);
+    let ctx = tmp.path().join("ctx");
+    big_context(&ctx);
+    let sde = [("SOURCE_DATE_EPOCH", "1700000000")];
+    let args = ["-t", "memo:1", ctx.to_str().expect("utf-8")];
+    let r = build(&a, &args, &sde);
+    assert!(r.ok, "{}", r.stderr);
+    let first = memo_entries(&a);
+    assert!(
+        first >= 3,
+        "the COPY layer's blocks are remembered: {first}"
+    );
+
+    // Bytes inserted into one file in the middle: the rebuild compresses only the blocks
+    // around it, and its image is the one a cold build of the edited context gives.
+    let edited = ctx.join("data/f24");
+    let mut body = fs::read(&edited).expect("read");
+    body.splice(50_000..50_000, b"an edit in the middle\n".iter().copied());
+    fs::write(&edited, body).expect("write");
+    let r = build(&a, &args, &sde);
+    assert!(r.ok, "{}", r.stderr);
+    let new = memo_entries(&a) - first;
+    assert!(new <= 2, "{new} blocks compressed again of {first}");
+    let r = build(&b, &args, &sde);
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(manifest_of(&a, "memo:1"), manifest_of(&b, "memo:1"));
+
+    // Pruning the images drops the memo entries of the layers that went with them.
+    let r = output(forge(&a).args(["image", "prune", "-a", "-f"]));
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(memo_entries(&a), 0);
+}
+
 #[test]
 fn a_cache_exported_to_a_directory_serves_a_fresh_store() {
     let tmp = scratch("build-shared-cache");
