@@ -516,6 +516,19 @@ impl Lowerer<'_> {
                 from_line,
             );
             let mut config = image.config.clone();
+            // BuildKit reads the base config into docker's OCI image type, so what it
+            // does not know (`comment`, `container_config`, `docker_version`, an old
+            // config's `Hostname` or `Image`) does not reach the new image.
+            config.extra.clear();
+            if let Some(cc) = config.config.as_mut() {
+                cc.extra.clear();
+                if let Some(h) = cc.healthcheck.as_mut() {
+                    h.extra.clear();
+                }
+            }
+            for h in config.history.iter_mut().flatten() {
+                h.extra.clear();
+            }
             base_history = config.history.take().unwrap_or_default();
             base_layers = std::mem::take(&mut config.rootfs.diff_ids);
             config.created = None;
@@ -729,7 +742,11 @@ impl Lowerer<'_> {
                 st.history(format!("CMD {}", go_quote_list(&cmd)), None);
                 // `CMD []` clears it: BuildKit's config field is `omitempty`, so an
                 // empty list is written as no Cmd at all (as ENTRYPOINT [] below).
-                st.container().cmd = if cmd.is_empty() { None } else { Some(cmd) };
+                let c = st.container();
+                c.cmd = if cmd.is_empty() { None } else { Some(cmd) };
+                // BuildKit marks every CMD so (docker's Windows quirk, kept for
+                // compatibility); ENTRYPOINT leaves it as it was.
+                c.args_escaped = Some(true);
                 st.cmd_set = true;
             }
             InstructionKind::Entrypoint(cl) => {

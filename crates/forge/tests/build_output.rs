@@ -216,3 +216,22 @@ fn progress_auto_is_a_live_view_on_a_terminal() {
     );
     assert!(!screen.contains("[+] Building"), "{screen}");
 }
+
+/// `forge inspect` of a built image reads as docker's: the comment of its last history
+/// entry (the config has none of its own: the base's imported comment is not carried
+/// over, as BuildKit), CMD's ArgsEscaped.
+#[test]
+fn inspect_of_a_built_image() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("store");
+    import_busybox_image(&root);
+    let ctx = tmp.path().join("ctx");
+    fs::create_dir_all(&ctx).expect("mkdir");
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nCMD [\"sh\"]\n").expect("write");
+    build_ok(&root, &["-t", "inspected:1", ctx.to_str().expect("utf-8")]);
+    let v = support::inspect(&root, "inspected:1");
+    assert_eq!(v["Comment"], "buildkit.dockerfile.v0", "{v}");
+    assert_eq!(v["Config"]["ArgsEscaped"], true, "{v}");
+    assert_eq!(v["Config"]["Cmd"], serde_json::json!(["sh"]), "{v}");
+    assert!(image_config(&root, "inspected:1").get("comment").is_none());
+}

@@ -99,10 +99,18 @@ fn inspect(store: &Store, image: &ImageRecord) -> Inspect {
         repo_tags: image.names.iter().map(|n| n.familiar()).collect(),
         repo_digests,
         parent: String::new(),
+        // docker's: the config's comment, else the last history entry's.
         comment: c
             .extra
             .get("comment")
             .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .or_else(|| {
+                c.history
+                    .as_ref()
+                    .and_then(|h| h.last())
+                    .and_then(|h| h.comment.as_deref())
+            })
             .unwrap_or_default()
             .to_string(),
         created: c.created.clone().unwrap_or_default(),
