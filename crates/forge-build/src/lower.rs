@@ -203,6 +203,7 @@ pub fn lower(
                 span: None,
             })?,
     };
+    lowerer.check_stage_cycles()?;
     lowerer.stage(target)?;
     if !opts.labels.is_empty() {
         if let Some(out) = lowerer.stages[target].as_mut() {
@@ -431,6 +432,86 @@ impl Lowerer<'_> {
             }
         }
         None
+    }
+
+    /// BuildKit's validateCircularDependency, before anything is lowered: a stage that
+    /// reaches itself through `COPY --from` or `RUN --mount=from=` fails the build even
+    /// when the target does not need it. The error names the first stage, in Dockerfile
+    /// order, from which a cycle is found, at the instruction that starts it.
+    fn check_stage_cycles(&self) -> Result<(), LowerError> {
+        let deps: Vec<Vec<(usize, Span)>> = self
+            .df
+            .stages
+            .iter()
+            .map(|stage| {
+                let mut deps = Vec::new();
+                for inst in &stage.instructions {
+                    match &inst.kind {
+                        InstructionKind::Copy(c) => {
+                            if let Some(i) = c
+                                .from
+                                .as_ref()
+                                .and_then(|f| self.stage_by_name(&f.value, true))
+                            {
+                                deps.push((i, inst.span));
+                            }
+                        }
+                        InstructionKind::Run(r) => {
+                            for m in &r.mounts {
+                                if let Some(i) = m
+                                    .value
+                                    .from
+                                    .as_deref()
+                                    .and_then(|f| self.stage_by_name(f, true))
+                                {
+                                    deps.push((i, inst.span));
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                deps
+            })
+            .collect();
+        fn visit(
+            s: usize,
+            deps: &[Vec<(usize, Span)>],
+            visited: &mut [bool],
+            path: &mut [bool],
+        ) -> Option<Span> {
+            if visited[s] {
+                return None;
+            }
+            visited[s] = true;
+            path[s] = true;
+            for &(d, span) in &deps[s] {
+                if path[d] {
+                    return Some(span);
+                }
+                // The cycle is reported at its first step from the starting stage.
+                if visit(d, deps, visited, path).is_some() {
+                    return Some(span);
+                }
+            }
+            path[s] = false;
+            None
+        }
+        let n = deps.len();
+        let (mut visited, mut path) = (vec![false; n], vec![false; n]);
+        for s in 0..n {
+            if let Some(span) = visit(s, &deps, &mut visited, &mut path) {
+                let stage = &self.df.stages[s];
+                let name = stage
+                    .name()
+                    .map_or_else(|| format!("stage-{s}"), |n| n.value.clone());
+                return Err(error_at(
+                    span,
+                    format!("circular dependency detected on stage: {name}"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The output of stage `index`, lowering it (and what it needs) first.
@@ -838,8 +919,8 @@ impl Lowerer<'_> {
             InstructionKind::Copy(c) => {
                 let from = match &c.from {
                     Some(f) => {
-                        let from = self.expand(&f.value, &env, f.span)?;
-                        Some(self.copy_source(&from, f.span, st.index)?)
+                        literal_from(&self.lexer, f)?;
+                        Some(self.copy_source(&f.value, f.span, st.index)?)
                     }
                     None => None,
                 };
@@ -1210,6 +1291,22 @@ impl Lowerer<'_> {
         }
         st.history(created_by, Some(layer));
         Ok(())
+    }
+}
+
+/// `COPY --from` takes a stage or image name as written: BuildKit refuses a value that
+/// expansion would change (its message, with the workaround it suggests).
+fn literal_from(lexer: &Lexer, from: &forge_dockerfile::Spanned<String>) -> Result<(), LowerError> {
+    let unchanged = lexer
+        .process_word(&from.value, &Vec::<(String, String)>::new())
+        .is_ok_and(|w| w == from.value);
+    if unchanged {
+        Ok(())
+    } else {
+        Err(error_at(
+            from.span,
+            "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround",
+        ))
     }
 }
 
