@@ -226,9 +226,21 @@ impl ContainerConfig {
         self.entrypoint.iter().chain(&self.cmd).cloned().collect()
     }
 
-    /// The COMMAND column of `ps`: the args, quoted as docker does.
+    /// The command as docker's container list shows it: the program, then its
+    /// arguments, each one with a space in it between single quotes.
     pub fn command_line(&self) -> String {
-        format!("\"{}\"", self.args().join(" "))
+        let args = self.args();
+        let mut words = args.iter();
+        let mut out = words.next().cloned().unwrap_or_default();
+        for a in words {
+            out.push(' ');
+            if a.contains(' ') {
+                out.push_str(&format!("'{a}'"));
+            } else {
+                out.push_str(a);
+            }
+        }
+        out
     }
 }
 

@@ -362,3 +362,82 @@ fn commit_turns_changes_into_an_image() {
     );
     ok(&root, &["rm", "changed"]);
 }
+
+/// `ps --format` templates, `--filter`, `-l`, and docker's COMMAND text.
+#[test]
+fn ps_templates_and_filters() {
+    let (_tmp, root) = store_with_busybox("run-ps-filters");
+    ok(
+        &root,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "webby",
+            "--label",
+            "tier=front",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    expect_code(
+        &root,
+        &["run", "--name", "gone", "busybox", "sh", "-c", "exit 3"],
+        3,
+    );
+    let lines =
+        |args: &[&str]| -> Vec<String> { ok(&root, args).lines().map(str::to_owned).collect() };
+    assert_eq!(lines(&["ps", "--format", "{{.Names}}"]), ["webby"]);
+    assert_eq!(
+        lines(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]),
+        ["gone exited", "webby running"],
+        "newest first"
+    );
+    assert_eq!(
+        lines(&["ps", "-f", "status=exited", "--format", "{{.Names}}"]),
+        ["gone"],
+        "a status filter looks at every container"
+    );
+    let gone = container_id(&root, "gone");
+    assert_eq!(
+        lines(&["ps", "-a", "-q", "-f", "exited=3"]),
+        [gone[..12].to_string()]
+    );
+    assert!(lines(&["ps", "-a", "-q", "-f", "exited=4"]).is_empty());
+    assert_eq!(
+        lines(&[
+            "ps",
+            "-a",
+            "-f",
+            "label=tier=front",
+            "--format",
+            "{{.Names}}"
+        ]),
+        ["webby"]
+    );
+    assert_eq!(
+        lines(&[
+            "ps",
+            "-a",
+            "-f",
+            "name=ebb",
+            "-f",
+            "name=gon",
+            "--format",
+            "{{.Names}}"
+        ]),
+        ["gone", "webby"],
+        "values of one key are alternatives"
+    );
+    assert_eq!(lines(&["ps", "-l", "--format", "{{.Names}}"]), ["gone"]);
+    assert_eq!(
+        lines(&["ps", "-a", "-f", "name=gone", "--format", "{{.Command}}"]),
+        ["\"sh -c 'exit 3'\""]
+    );
+    let table = lines(&["ps", "-a", "--format", "table {{.Names}}\\t{{.Status}}"]);
+    assert_eq!(table[0], "NAMES     STATUS");
+    assert!(table[1].starts_with("gone      Exited (3) "), "{table:?}");
+    ok(&root, &["rm", "-f", "webby", "gone"]);
+}

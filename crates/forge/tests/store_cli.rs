@@ -454,6 +454,81 @@ fn images_json_digests_and_dangling() {
     );
 }
 
+/// `images --format` templates and `--filter`, as docker's CLI takes them.
+#[test]
+fn images_templates_and_filters() {
+    let tmp = scratch("cli-filters");
+    let root = tmp.path().join("store");
+    let id = import_busybox(&root, "app:1.0");
+    ok(&root, &["tag", "app:1.0", "other/tool:2"]);
+    let tar = busybox_tar();
+    let r = output(forge(&root).env("SOURCE_DATE_EPOCH", "0").args([
+        "import",
+        "-c",
+        "LABEL team=core",
+        tar.to_str().expect("path"),
+    ]));
+    assert!(r.ok, "{}", r.stderr);
+    let dangling = r.stdout.trim()[7..19].to_string();
+
+    let lines =
+        |args: &[&str]| -> Vec<String> { ok(&root, args).lines().map(str::to_owned).collect() };
+    assert_eq!(
+        lines(&["images", "--format", "{{.Repository}}:{{.Tag}}"]),
+        ["app:1.0", "other/tool:2", "<none>:<none>"]
+    );
+    assert_eq!(
+        lines(&[
+            "images",
+            "--format",
+            "table {{.Repository}}\\t{{.ID}}",
+            "app"
+        ]),
+        [
+            "REPOSITORY   IMAGE ID",
+            &format!("app          {}", &id[7..19])
+        ]
+    );
+    assert_eq!(
+        lines(&[
+            "images",
+            "--format",
+            "{{json .Repository}} {{lower .Tag}}",
+            "other/*"
+        ]),
+        ["\"other/tool\" 2"]
+    );
+    assert_eq!(
+        lines(&["images", "-q", "-f", "dangling=true"]),
+        std::slice::from_ref(&dangling)
+    );
+    assert_eq!(lines(&["images", "-q", "-f", "dangling=false"]).len(), 2);
+    assert_eq!(
+        lines(&["images", "-q", "-f", "label=team=core"]),
+        std::slice::from_ref(&dangling)
+    );
+    assert_eq!(
+        lines(&["images", "-q", "-f", "label=team=other"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        lines(&[
+            "images",
+            "--format",
+            "{{.Repository}}",
+            "-f",
+            "reference=oth*/*"
+        ]),
+        ["other/tool"]
+    );
+    // The dangling import says it was made at time 0: before everything else.
+    assert_eq!(lines(&["images", "-q", "-f", "before=app:1.0"]), [dangling]);
+    let err = fails(&root, &["images", "-f", "colour=blue"]);
+    assert!(err.contains("invalid filter 'colour'"), "{err}");
+    let err = fails(&root, &["images", "--format", "{{.Nope}}"]);
+    assert!(err.contains("can't evaluate field Nope"), "{err}");
+}
+
 /// Every save format loads back, compressed or not, detected by content.
 #[test]
 fn save_and_load_every_format() {

@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use forge_runtime::{
-    Container, CreateOptions, ExecOptions, Launcher, LogOptions, NetworkMode, PortConfig, RawMode,
-    Runtime, RuntimeError, Status,
+    Container, CreateOptions, ExecOptions, Launcher, LogOptions, MountConfig, NetworkMode,
+    PortConfig, RawMode, Runtime, RuntimeError, Status,
 };
 use serde_json::{json, Value};
 
+use super::format::{label_matches, Filters, Format};
 use super::human::{
     created_at, created_since, ellipsis, fail, human_duration, now_unix, open_runtime, store_root,
     table,
@@ -419,16 +420,42 @@ pub struct PsArgs {
     /// Show all containers (default shows just running)
     #[arg(short = 'a', long)]
     all: bool,
+    /// Filter output based on conditions provided (status, name, id, label, ancestor, exited)
+    #[arg(short = 'f', long = "filter", value_name = "FILTER")]
+    filters: Vec<String>,
+    /// Show n last created containers (includes all states)
+    #[arg(short = 'n', long = "last", default_value_t = -1, allow_negative_numbers = true)]
+    last: i64,
+    /// Show the latest created container (includes all states)
+    #[arg(short = 'l', long)]
+    latest: bool,
     /// Only display container IDs
     #[arg(short = 'q', long)]
     quiet: bool,
     /// Don't truncate output
     #[arg(long = "no-trunc")]
     no_trunc: bool,
-    /// Format output: table (default) or json
+    /// Format output: `table`, `json`, `table TEMPLATE` or a Go template (`{{.Names}}`)
     #[arg(long)]
     format: Option<String>,
 }
+
+/// What each field is called in a table header (docker's).
+const PS_HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("Status", "STATUS"),
+    ("Ports", "PORTS"),
+    ("Names", "NAMES"),
+    ("Labels", "LABELS"),
+    ("State", "STATE"),
+    ("Mounts", "MOUNTS"),
+    ("Networks", "NETWORKS"),
+    ("LocalVolumes", "LOCAL VOLUMES"),
+];
 
 /// docker's STATUS column.
 fn status_text(c: &Container) -> String {
@@ -461,14 +488,60 @@ pub fn ps(root: Option<PathBuf>, args: PsArgs) -> anyhow::Result<ExitCode> {
         Ok(r) => r,
         Err(c) => return Ok(c),
     };
-    let list = match rt.list() {
+    let filters = match Filters::parse(
+        &args.filters,
+        &["status", "name", "id", "label", "ancestor", "exited"],
+    ) {
+        Ok(f) => f,
+        Err(e) => return Ok(fail(e)),
+    };
+    let mut list = match rt.list() {
         Ok(l) => l,
         Err(e) => return Ok(fail(e)),
     };
-    let shown: Vec<&Container> = list
+    // Newest first, as docker lists them.
+    list.sort_by_key(|c| std::cmp::Reverse(unix(&c.config.created)));
+    // As docker: -n/-l and the status and exited filters look at every container.
+    let all = args.all
+        || args.latest
+        || args.last >= 0
+        || !filters.get("status").is_empty()
+        || !filters.get("exited").is_empty();
+    let mut shown: Vec<&Container> = list
         .iter()
-        .filter(|c| args.all || c.state.status.is_live())
+        .filter(|c| all || c.state.status.is_live())
+        .filter(|c| filters.allows("status", |s| s == c.state.status.name()))
+        .filter(|c| {
+            filters.allows("exited", |code| {
+                c.state.status == Status::Exited && code.parse() == Ok(c.state.exit_code)
+            })
+        })
+        .filter(|c| {
+            filters.allows("name", |n| {
+                c.config.name.contains(n.trim_start_matches('/'))
+            })
+        })
+        .filter(|c| filters.allows("id", |id| c.config.id.starts_with(id)))
+        .filter(|c| filters.allows("label", |l| label_matches(l, &c.config.labels)))
+        .filter(|c| {
+            filters.allows("ancestor", |a| {
+                c.config.image == a
+                    || c.config
+                        .image_id
+                        .trim_start_matches("sha256:")
+                        .starts_with(a.trim_start_matches("sha256:"))
+                    || forge_oci::Reference::parse(a)
+                        .ok()
+                        .zip(forge_oci::Reference::parse(&c.config.image).ok())
+                        .is_some_and(|(x, y)| x == y)
+            })
+        })
         .collect();
+    if args.latest {
+        shown.truncate(1);
+    } else if let Ok(n) = usize::try_from(args.last) {
+        shown.truncate(n);
+    }
     let short = |id: &str| {
         if args.no_trunc {
             id.to_owned()
@@ -483,59 +556,49 @@ pub fn ps(root: Option<PathBuf>, args: PsArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    match args.format.as_deref() {
-        Some("json") | Some("{{json .}}") => {
-            for c in shown {
-                let v = json!({
-                    "Command": c.config.command_line(),
-                    "CreatedAt": created_at(unix(&c.config.created)),
-                    "ID": short(&c.config.id),
-                    "Image": c.config.image,
-                    "Labels": c.config.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
-                    "Names": c.config.name,
-                    "Ports": ports_text(c),
-                    "RunningFor": created_since(unix(&c.config.created)).trim_end_matches(" ago").to_owned(),
-                    "State": c.state.status.name(),
-                    "Status": status_text(c),
-                });
-                writeln!(out, "{v}")?;
-            }
-        }
-        None | Some("table") => {
-            let mut rows = vec![[
-                "CONTAINER ID",
-                "IMAGE",
-                "COMMAND",
-                "CREATED",
-                "STATUS",
-                "PORTS",
-                "NAMES",
-            ]
-            .map(String::from)
-            .to_vec()];
-            for c in shown {
-                let cmd = c.config.command_line();
-                rows.push(vec![
-                    short(&c.config.id),
-                    c.config.image.clone(),
-                    if args.no_trunc {
-                        cmd
-                    } else {
-                        format!("\"{}\"", ellipsis(cmd.trim_matches('"'), 20))
-                    },
-                    created_since(unix(&c.config.created)),
-                    status_text(c),
-                    ports_text(c),
-                    c.config.name.clone(),
-                ]);
-            }
-            write!(out, "{}", table(&rows))?;
-        }
-        Some(other) => {
-            return Ok(fail(format!(
-                "unsupported format {other:?}: use table or json"
-            )))
-        }
+    let rows: Vec<Value> = shown
+        .iter()
+        .map(|c| {
+            let cmd = c.config.command_line();
+            json!({
+                "Command": forge_dockerfile::dump::go_quote(&if args.no_trunc {
+                    cmd
+                } else {
+                    ellipsis(&cmd, 20)
+                }),
+                "CreatedAt": created_at(unix(&c.config.created)),
+                "ID": short(&c.config.id),
+                "Image": c.config.image,
+                "Labels": c.config.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+                "LocalVolumes": c.config.mounts.iter().filter(|m| matches!(m, MountConfig::Volume { .. })).count().to_string(),
+                // docker's: a volume's name or a bind's source, each cut to 15 characters.
+                "Mounts": c.config.mounts.iter().filter_map(|m| match m {
+                    MountConfig::Volume { name, .. } => Some(name),
+                    MountConfig::Bind { source, .. } => Some(source),
+                    _ => None,
+                }).map(|m| if args.no_trunc { m.clone() } else { ellipsis(m, 15) }).collect::<Vec<_>>().join(","),
+                "Names": c.config.name,
+                "Networks": c.config.network.name(),
+                "Ports": ports_text(c),
+                "RunningFor": created_since(unix(&c.config.created)),
+                "State": c.state.status.name(),
+                "Status": status_text(c),
+            })
+        })
+        .collect();
+    let format = Format::parse(args.format.as_deref());
+    let columns = [
+        ("CONTAINER ID", "ID"),
+        ("IMAGE", "Image"),
+        ("COMMAND", "Command"),
+        ("CREATED", "RunningFor"),
+        ("STATUS", "Status"),
+        ("PORTS", "Ports"),
+        ("NAMES", "Names"),
+    ];
+    match format.render(&rows, &columns, PS_HEADERS) {
+        Ok(text) => write!(out, "{text}")?,
+        Err(e) => return Ok(fail(e)),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use forge_oci::Reference;
 use forge_store::ImageRecord;
 
+use super::format::{label_matches, Filters, Format};
 use super::human::{self, created_at, created_since, fail, image_size, open_store, table};
 
 #[derive(clap::Args)]
@@ -17,13 +18,16 @@ pub struct Args {
     /// Show digests
     #[arg(long)]
     digests: bool,
+    /// Filter output based on conditions provided (dangling, label, reference, before, since)
+    #[arg(short = 'f', long = "filter", value_name = "FILTER")]
+    filters: Vec<String>,
     /// Only show image IDs
     #[arg(short = 'q', long)]
     quiet: bool,
     /// Don't truncate output
     #[arg(long)]
     no_trunc: bool,
-    /// Output format: `table` (default) or `json` (one object per line, docker's keys)
+    /// Format output: `table`, `json`, `table TEMPLATE` or a Go template (`{{.Repository}}`)
     #[arg(long)]
     format: Option<String>,
     /// Only images of this repository (and tag); `*` and `?` match as in docker
@@ -38,6 +42,21 @@ struct Row<'a> {
     tag: String,
     size: u64,
 }
+
+/// What each field is called in a table header (docker's).
+const HEADERS: &[(&str, &str)] = &[
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("Digest", "DIGEST"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("Size", "SIZE"),
+    ("Containers", "CONTAINERS"),
+    ("SharedSize", "SHARED SIZE"),
+    ("UniqueSize", "UNIQUE SIZE"),
+    ("VirtualSize", "VIRTUAL SIZE"),
+];
 
 pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
     let _ = args.all;
@@ -57,16 +76,56 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| b.descriptor.digest().to_string());
         eprintln!("WARNING: skipping image {name}: {}", b.error);
     }
-    let pattern = match args.filter.as_deref().map(Pattern::parse) {
-        Some(Ok(p)) => Some(p),
-        Some(Err(e)) => return Ok(fail(e)),
+    let filters = match Filters::parse(
+        &args.filters,
+        &["dangling", "label", "reference", "before", "since"],
+    ) {
+        Ok(f) => f,
+        Err(e) => return Ok(fail(e)),
+    };
+    let mut patterns = Vec::new();
+    for p in args.filter.iter().chain(filters.get("reference")) {
+        match Pattern::parse(p) {
+            Ok(p) => patterns.push(p),
+            Err(e) => return Ok(fail(e)),
+        }
+    }
+    // before= / since=: relative to when the named image was created.
+    let mut bounds = Vec::new();
+    for (key, newer) in [("before", false), ("since", true)] {
+        for name in filters.get(key) {
+            match forge_store::images::resolve_in(&list.images, name) {
+                Ok(r) => bounds.push((r.image.created_unix(), newer)),
+                Err(e) => return Ok(fail(e)),
+            }
+        }
+    }
+    let dangling = match filters.get("dangling").last().map(String::as_str) {
         None => None,
+        Some("true" | "1") => Some(true),
+        Some("false" | "0") => Some(false),
+        Some(v) => return Ok(fail(format!("invalid filter 'dangling={v}'"))),
     };
     let mut rows: Vec<Row<'_>> = Vec::new();
     for image in &list.images {
+        let labels = image
+            .config
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        let created = image.created_unix();
+        if !filters.allows("label", |l| label_matches(l, &labels))
+            || !bounds
+                .iter()
+                .all(|&(t, newer)| if newer { created > t } else { created < t })
+            || dangling.is_some_and(|d| d != image.names.is_empty())
+        {
+            continue;
+        }
         let size = store.image_size(image);
         if image.names.is_empty() {
-            if pattern.is_none() {
+            if patterns.is_empty() {
                 rows.push(Row {
                     image,
                     repository: "<none>".into(),
@@ -77,7 +136,7 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
             continue;
         }
         for n in &image.names {
-            if pattern.as_ref().is_some_and(|p| !p.matches(n)) {
+            if !patterns.is_empty() && !patterns.iter().any(|p| p.matches(n)) {
                 continue;
             }
             rows.push(Row {
@@ -106,57 +165,57 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
     };
     let digest = |r: &Row<'_>| r.image.target_digest().to_string();
     let mut out = std::io::stdout().lock();
-    match args.format.as_deref() {
-        Some("json") | Some("{{json .}}") => {
-            for r in &rows {
-                let v = serde_json::json!({
-                    "Containers": "N/A",
-                    "CreatedAt": created_at(r.image.created_unix()),
-                    "CreatedSince": created_since(r.image.created_unix()),
-                    "Digest": digest(r),
-                    "ID": id(r),
-                    "Repository": r.repository,
-                    "SharedSize": "N/A",
-                    "Size": image_size(r.size),
-                    "Tag": r.tag,
-                    "UniqueSize": "N/A",
-                    "VirtualSize": human::human_size(r.size),
-                });
-                writeln!(out, "{}", human::go_json(serde_json::to_string(&v)?))?;
-            }
+    if args.quiet {
+        for r in &rows {
+            writeln!(out, "{}", id(r))?;
         }
-        Some("table") | None if args.quiet => {
-            for r in &rows {
-                writeln!(out, "{}", id(r))?;
-            }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let format = Format::parse(args.format.as_deref());
+    if format == Format::Table(None) {
+        let mut t = vec![];
+        let mut header = vec!["REPOSITORY".to_string(), "TAG".into()];
+        if args.digests {
+            header.push("DIGEST".into());
         }
-        Some("table") | None => {
-            let mut t = vec![];
-            let mut header = vec!["REPOSITORY".to_string(), "TAG".into()];
+        header.extend(["IMAGE ID".into(), "CREATED".into(), "SIZE".into()]);
+        t.push(header);
+        for r in &rows {
+            let mut row = vec![r.repository.clone(), r.tag.clone()];
             if args.digests {
-                header.push("DIGEST".into());
+                row.push(digest(r));
             }
-            header.extend(["IMAGE ID".into(), "CREATED".into(), "SIZE".into()]);
-            t.push(header);
-            for r in &rows {
-                let mut row = vec![r.repository.clone(), r.tag.clone()];
-                if args.digests {
-                    row.push(digest(r));
-                }
-                row.extend([
-                    id(r),
-                    created_since(r.image.created_unix()),
-                    image_size(r.size),
-                ]);
-                t.push(row);
-            }
-            out.write_all(table(&t).as_bytes())?;
+            row.extend([
+                id(r),
+                created_since(r.image.created_unix()),
+                image_size(r.size),
+            ]);
+            t.push(row);
         }
-        Some(other) => {
-            return Ok(fail(format!(
-                "unsupported --format {other:?}: forge supports \"table\" and \"json\""
-            )))
-        }
+        out.write_all(table(&t).as_bytes())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let values: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "Containers": "N/A",
+                "CreatedAt": created_at(r.image.created_unix()),
+                "CreatedSince": created_since(r.image.created_unix()),
+                "Digest": digest(r),
+                "ID": id(r),
+                "Repository": r.repository,
+                "SharedSize": "N/A",
+                "Size": image_size(r.size),
+                "Tag": r.tag,
+                "UniqueSize": "N/A",
+                "VirtualSize": human::human_size(r.size),
+            })
+        })
+        .collect();
+    match format.render(&values, &[], HEADERS) {
+        Ok(text) => out.write_all(text.as_bytes())?,
+        Err(e) => return Ok(fail(e)),
     }
     Ok(ExitCode::SUCCESS)
 }

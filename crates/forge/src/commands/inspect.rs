@@ -155,7 +155,7 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
         Some(t) => {
             for i in &found {
                 let v = serde_json::to_value(i)?;
-                match render(t, &v) {
+                match super::format::render(t, &v) {
                     Ok(s) => writeln!(out, "{s}")?,
                     Err(e) => return Ok(fail(e)),
                 }
@@ -170,63 +170,4 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(code)
-}
-
-/// `{{.A.B}}` and `{{json .A}}` over `v`; text outside `{{ }}` is kept.
-fn render(template: &str, v: &Value) -> Result<String, String> {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| format!("template: unclosed action in {template:?}"))?;
-        let action = after[..end].trim();
-        let (json_fn, path) = match action.strip_prefix("json ") {
-            Some(p) => (true, p.trim()),
-            None => (false, action),
-        };
-        let path = path
-            .strip_prefix('.')
-            .ok_or_else(|| format!("template: unsupported action {{{{{action}}}}}"))?;
-        let mut cur = v;
-        for part in path.split('.').filter(|p| !p.is_empty()) {
-            cur = cur.get(part).ok_or_else(|| {
-                format!("template: can't evaluate field {part} in {{{{{action}}}}}")
-            })?;
-        }
-        match (json_fn, cur) {
-            (false, Value::String(s)) => out.push_str(s),
-            (false, Value::Null) => out.push_str("<no value>"),
-            (false, Value::Array(a)) => {
-                let items: Vec<String> = a
-                    .iter()
-                    .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
-                    .collect();
-                out.push_str(&format!("[{}]", items.join(" ")));
-            }
-            (_, other) => out.push_str(&go_json(other.to_string())),
-        }
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn templates() {
-        let v = json!({"Id": "sha256:abc", "Config": {"Cmd": ["sh"], "User": ""}, "Size": 5});
-        assert_eq!(render("{{.Id}}", &v).expect("id"), "sha256:abc");
-        assert_eq!(render("{{json .Config.Cmd}}", &v).expect("cmd"), "[\"sh\"]");
-        assert_eq!(
-            render("x={{.Size}} {{.Config.Cmd}}", &v).expect("mixed"),
-            "x=5 [sh]"
-        );
-        assert!(render("{{.Nope}}", &v).is_err());
-    }
 }

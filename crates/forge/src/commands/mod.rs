@@ -5,6 +5,7 @@ pub mod build;
 pub mod check;
 pub mod container;
 pub mod df;
+pub mod format;
 pub mod history;
 pub mod human;
 pub mod images;
