@@ -114,6 +114,26 @@ fn import_then_list_tag_inspect_history_rmi() {
         "{h}"
     );
     assert_eq!(ok(&root, &["history", "-q", "busybox"]).trim(), short);
+    // Imported with SOURCE_DATE_EPOCH unset: a real date, in whole seconds without -H.
+    let raw = ok(&root, &["history", "-H=false", "busybox"]);
+    let rl: Vec<&str> = raw.lines().collect();
+    assert!(rl[0].starts_with("IMAGE          CREATED AT "), "{raw}");
+    let at = rl[1].split_whitespace().nth(1).expect("date");
+    assert!(at.len() == 20 && at.ends_with('Z'), "{raw}");
+    assert!(rl[1].contains(" Imported from -"), "{raw}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&root, &["history", "--format", "json", "busybox"]))
+            .expect("json");
+    assert_eq!(json["ID"], short);
+    assert_eq!(json["Comment"], "Imported from -");
+    assert_eq!(
+        ok(
+            &root,
+            &["history", "--format", "{{.ID}} {{.Comment}}", "busybox"]
+        )
+        .trim(),
+        format!("{short} Imported from -")
+    );
 
     // rmi: by id with names in several repositories needs -f, as docker.
     let err = fails(&root, &["rmi", short]);

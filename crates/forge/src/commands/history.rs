@@ -4,13 +4,21 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use forge_oci::image::rfc3339_utc;
 use forge_store::chain_ids;
 use forge_store::images::parse_rfc3339;
 
-use super::human::{created_since, ellipsis, fail, image_size, open_store, table};
+use super::format::Format;
+use super::human::{created_since, ellipsis, fail, image_size, open_store};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Format output: `table`, `json`, `table TEMPLATE` or a Go template (`{{.CreatedBy}}`)
+    #[arg(long)]
+    format: Option<String>,
+    /// Print sizes and dates in human readable format
+    #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set)]
+    human: bool,
     /// Don't truncate output
     #[arg(long)]
     no_trunc: bool,
@@ -69,24 +77,51 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut t = vec![vec![
-        "IMAGE".to_string(),
-        "CREATED".into(),
-        "CREATED BY".into(),
-        "SIZE".into(),
-        "COMMENT".into(),
-    ]];
-    for ((h, size), i) in rows.iter().zip(ids) {
-        let by = h.created_by.clone().unwrap_or_default().replace('\t', " ");
-        let by = if args.no_trunc { by } else { ellipsis(&by, 45) };
-        t.push(vec![
-            i,
-            created_since(h.created.as_deref().and_then(parse_rfc3339)),
-            by,
-            image_size(*size),
-            h.comment.clone().unwrap_or_default(),
-        ]);
+    let values: Vec<serde_json::Value> = rows
+        .iter()
+        .zip(ids)
+        .map(|((h, size), i)| {
+            let by = h.created_by.clone().unwrap_or_default().replace('\t', " ");
+            let by = if args.no_trunc { by } else { ellipsis(&by, 45) };
+            let created = h.created.as_deref().and_then(parse_rfc3339);
+            // docker's: whole seconds, RFC 3339.
+            let created_at = created.map(rfc3339_utc).unwrap_or_default();
+            let (since, size) = if args.human {
+                (created_since(created), image_size(*size))
+            } else {
+                (created_at.clone(), size.to_string())
+            };
+            serde_json::json!({
+                "Comment": h.comment.clone().unwrap_or_default(),
+                "CreatedAt": created_at,
+                "CreatedBy": by,
+                "CreatedSince": since,
+                "ID": i,
+                "Size": size,
+            })
+        })
+        .collect();
+    let columns = [
+        ("IMAGE", "ID"),
+        (
+            if args.human { "CREATED" } else { "CREATED AT" },
+            "CreatedSince",
+        ),
+        ("CREATED BY", "CreatedBy"),
+        ("SIZE", "Size"),
+        ("COMMENT", "Comment"),
+    ];
+    let headers = [
+        ("ID", "IMAGE"),
+        ("CreatedSince", "CREATED"),
+        ("CreatedAt", "CREATED AT"),
+        ("CreatedBy", "CREATED BY"),
+        ("Size", "SIZE"),
+        ("Comment", "COMMENT"),
+    ];
+    match Format::parse(args.format.as_deref()).render(&values, &columns, &headers) {
+        Ok(text) => out.write_all(text.as_bytes())?,
+        Err(e) => return Ok(fail(e)),
     }
-    out.write_all(table(&t).as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
