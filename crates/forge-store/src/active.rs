@@ -202,14 +202,7 @@ impl Store {
         let Some(upper) = self.clear_work(&active)? else {
             return Ok(None); // dropped: the staging dir goes
         };
-        let layer = self.write_layer_blob_in(
-            &upper,
-            opts.source,
-            opts.compression,
-            opts.level,
-            opts.source_date_epoch,
-            true,
-        )?;
+        let layer = self.snapshot_layer_blob(&upper, opts)?;
         let chain = self.commit_upper(
             active,
             &layer.diff_id,
@@ -264,14 +257,7 @@ impl Store {
     ) -> Result<CommittedLayer> {
         let _lease = self.lease()?;
         let fs = self.snapshot_fs(&diff.chain_id);
-        let layer = self.write_layer_blob_in(
-            &fs,
-            opts.source,
-            opts.compression,
-            opts.level,
-            opts.source_date_epoch,
-            true,
-        )?;
+        let layer = self.snapshot_layer_blob(&fs, opts)?;
         if layer.diff_id != diff.diff_id {
             return Err(StoreError::Corrupt {
                 path: fs,
@@ -288,6 +274,23 @@ impl Store {
             blob_size: layer.size,
             media_type: opts.compression.oci_media_type().to_owned(),
         })
+    }
+
+    /// The blob of a step's tree, as `opts` says, gzip in memo mode (a rebuild often
+    /// writes a step's layer again with few changes: see [`crate::gzmemo`]).
+    fn snapshot_layer_blob(
+        &self,
+        dir: &std::path::Path,
+        opts: &CommitOptions,
+    ) -> Result<forge_oci::layer::LayerInfo> {
+        self.write_layer_blob_in(
+            dir,
+            opts.source,
+            opts.compression,
+            opts.level,
+            opts.source_date_epoch,
+            true,
+        )
     }
 
     /// The upper dir of `active` with its overlay work dir removed, or `None` when the
