@@ -161,6 +161,7 @@ pub fn build(req: BuildRequest<'_>) -> Result<BuildOutcome, BuildError> {
             jobs: req.jobs,
             source_date_epoch: req.source_date_epoch,
             progress: req.progress,
+            downloads: &crate::ops::Downloads::default(),
             sandbox_state,
         },
     );

@@ -512,7 +512,8 @@ mod tests {
         exclude: &[&str],
         cache: &mut StatCache,
     ) -> Digest {
-        crate::ops::copy::source_digest(&copy_of(sources, exclude), ctx, cache).expect("digest")
+        crate::ops::copy::source_digest(&copy_of(sources, exclude), ctx, cache, None)
+            .expect("digest")
     }
 
     #[test]
@@ -543,10 +544,13 @@ mod tests {
         // --exclude drops files from the selection; globs select like the copy.
         assert_ne!(digest(&ctx, &["src"], &["**/c.txt"], &mut cache), two);
         assert_ne!(digest(&ctx, &["*.txt"], &[], &mut cache), two);
-        assert!(
-            crate::ops::copy::source_digest(&copy_of(&["secret.key"], &[]), &ctx, &mut cache)
-                .is_err()
-        );
+        assert!(crate::ops::copy::source_digest(
+            &copy_of(&["secret.key"], &[]),
+            &ctx,
+            &mut cache,
+            None
+        )
+        .is_err());
     }
 
     #[test]

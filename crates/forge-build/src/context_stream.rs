@@ -110,6 +110,7 @@ pub fn read_stdin_context(
         dest_view: None,
         users_view: None,
         diff_dir: &extracted.dir,
+        downloads: None,
     })
     .map_err(StdinContextError::Extract)?;
     Ok(StdinContext::Archive(extracted))

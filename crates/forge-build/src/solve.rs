@@ -96,6 +96,8 @@ pub struct SolveOptions<'a> {
     pub jobs: usize,
     pub source_date_epoch: Option<i64>,
     pub progress: &'a dyn Progress,
+    /// What the build downloaded (ADD URLs), fetched once for key and copy.
+    pub downloads: &'a crate::ops::Downloads,
     /// Where the sandbox keeps its lock files.
     pub sandbox_state: PathBuf,
 }
@@ -353,7 +355,7 @@ fn context_reads(v: &Vertex, opts: &SolveOptions<'_>) -> Result<Vec<Digest>, Str
             .context
             .ok_or_else(|| "this step reads the build context, but there is none".to_string())?;
         let mut cache = opts.stat_cache.lock().map_err(|e| e.to_string())?;
-        copy::source_digest(c, ctx, &mut cache).map_err(|e| e.to_string())
+        copy::source_digest(c, ctx, &mut cache, Some(opts.downloads)).map_err(|e| e.to_string())
     };
     match &v.op {
         Op::Copy(c) if c.from == Source::Context => out.push(digest_of(c)?),
@@ -568,6 +570,7 @@ fn execute(
                     dest_view: dest_view.path(),
                     users_view: None,
                     diff_dir: &upper,
+                    downloads: Some(opts.downloads),
                 },
                 previous.as_ref(),
             )
@@ -923,6 +926,7 @@ fn run_exec(
                     dest_view: None,
                     users_view: None,
                     diff_dir: &stage_dir,
+                    downloads: Some(opts.downloads),
                 })
                 .map_err(|x| err(format!("RUN --mount=type=bind,source={source}: {x}")))?;
                 let source_path = stage_dir.join("mnt");

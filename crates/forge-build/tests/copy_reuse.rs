@@ -22,6 +22,7 @@ fn run(ctx: &Tree, op: &Copy, previous: Option<&Previous>) -> (tempfile::TempDir
             dest_view: None,
             users_view: None,
             diff_dir: diff.path(),
+            downloads: None,
         },
         previous,
     )

@@ -315,8 +315,11 @@ fn independent_stages_run_in_parallel() {
     assert_eq!(fs::read_to_string(rootfs.join("b")).expect("b"), "b\n");
 }
 
-/// A server on 127.0.0.1 that answers every GET with the current `body`.
-fn serve(body: std::sync::Arc<std::sync::Mutex<Vec<u8>>>) -> u16 {
+/// A server on 127.0.0.1 that answers every GET with the current `body`, counting them.
+fn serve(
+    body: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    gets: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> u16 {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -332,6 +335,7 @@ fn serve(body: std::sync::Arc<std::sync::Mutex<Vec<u8>>>) -> u16 {
                     Ok(_) => {}
                 }
             }
+            gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let b = body.lock().expect("body lock").clone();
             let _ = conn
                 .write_all(
@@ -354,7 +358,9 @@ fn add_of_a_url_reruns_when_the_download_changes() {
     let ctx = tmp.path().join("ctx");
     import_busybox_image(&root);
     let body = std::sync::Arc::new(std::sync::Mutex::new(b"v1\n".to_vec()));
-    let port = serve(body.clone());
+    let gets = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let port = serve(body.clone(), gets.clone());
+    let fetched = || gets.load(std::sync::atomic::Ordering::SeqCst);
     fs::create_dir_all(&ctx).expect("mkdir");
     fs::write(
         ctx.join("Dockerfile"),
@@ -363,8 +369,14 @@ fn add_of_a_url_reruns_when_the_download_changes() {
     .expect("write");
     let c = ctx.to_str().expect("utf-8");
     build_ok(&root, &["-t", "url:1", c]);
+    assert_eq!(
+        fetched(),
+        1,
+        "the cache key and the copy share one download"
+    );
     let r = build_ok(&root, &["-t", "url:1", c]);
     assert_all_cached(&r, "same download");
+    assert_eq!(fetched(), 2, "a rebuild checks the content once");
     *body.lock().expect("body lock") = b"v2 changed\n".to_vec();
     let r = build_ok(&root, &["-t", "url:1", c]);
     assert_eq!(

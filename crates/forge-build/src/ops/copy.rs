@@ -112,6 +112,8 @@ pub struct CopyRequest<'a> {
     pub users_view: Option<&'a Path>,
     /// An empty directory: the new layer's files are written here.
     pub diff_dir: &'a Path,
+    /// The build's downloads, so an ADD URL its cache key fetched is not fetched again.
+    pub downloads: Option<&'a fetch::Downloads>,
 }
 
 /// A URL an ADD downloaded.
@@ -331,6 +333,7 @@ pub fn copy_reusing(
         pending: None,
         pending_dir: None,
         pending_dirs: 0,
+        downloads: req.downloads,
     };
     let items = c.planner().plan()?;
     for item in items {
@@ -342,8 +345,12 @@ pub fn copy_reusing(
 
 /// Downloads an ADD URL (verified against `checksum` when given), in
 /// CopyError's terms.
-fn fetch_url(url: &str, checksum: Option<&Digest>) -> Result<fetch::Fetched, CopyError> {
-    fetch::fetch(url, checksum).map_err(|e| match e {
+fn fetch_url(
+    url: &str,
+    checksum: Option<&Digest>,
+    downloads: Option<&fetch::Downloads>,
+) -> Result<fetch::Fetched, CopyError> {
+    fetch::fetch(url, checksum, downloads).map_err(|e| match e {
         FetchError::Http(reason) => CopyError::Fetch {
             url: url.to_string(),
             reason,
@@ -446,6 +453,7 @@ struct Copier<'a> {
     /// directories it is copied between; files of one directory share them.
     pending_dir: Option<(Comps, Arc<(OwnedFd, OwnedFd)>)>,
     pending_dirs: usize,
+    downloads: Option<&'a fetch::Downloads>,
 }
 
 /// Directories held open for queued files before they are written: bounds descriptors.
@@ -728,7 +736,7 @@ impl<'a> Copier<'a> {
     }
 
     fn add_url(&mut self, url: &str) -> Result<(), CopyError> {
-        let fetched = fetch_url(url, self.checksum.as_ref())?;
+        let fetched = fetch_url(url, self.checksum.as_ref(), self.downloads)?;
         self.out.urls.push(FetchedUrl {
             url: url.to_string(),
             digest: fetched.digest.clone(),
@@ -1321,6 +1329,7 @@ pub fn source_digest(
     op: &graph::Copy,
     ctx: &BuildContext,
     stat_cache: &mut StatCache,
+    downloads: Option<&fetch::Downloads>,
 ) -> Result<Digest, CopyError> {
     let src = Src::context(ctx).map_err(|source| CopyError::Io {
         op: "open",
@@ -1360,7 +1369,7 @@ pub fn source_digest(
                 // download re-runs the step instead of reusing a stale layer.
                 // With --checksum the pinned digest is in the op already.
                 if op.add.as_ref().is_none_or(|a| a.checksum.is_none()) {
-                    let fetched = fetch_url(&url, None)?;
+                    let fetched = fetch_url(&url, None, downloads)?;
                     h.update(fetched.digest.as_str().as_bytes());
                     let modified = fetched
                         .last_modified

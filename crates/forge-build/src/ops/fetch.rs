@@ -86,8 +86,58 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Downloads `url` into an anonymous temporary file, verifying `checksum`.
-pub(crate) fn fetch(url: &str, checksum: Option<&Digest>) -> Result<Fetched, FetchError> {
+/// The URLs one build downloaded without `--checksum`: the cache key of an ADD needs
+/// the content (see `copy::source_digest`), and the copy then takes the same download,
+/// as BuildKit resolves an HTTP source once per build. A new build asks again.
+#[derive(Default)]
+pub struct Downloads(std::sync::Mutex<Vec<(String, Fetched)>>);
+
+impl std::fmt::Debug for Downloads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map_or(0, |d| d.len());
+        write!(f, "Downloads({n} URLs)")
+    }
+}
+
+impl Fetched {
+    /// Another handle on the same download, reading from its start.
+    fn reopen(&self) -> io::Result<Fetched> {
+        use std::os::fd::AsRawFd;
+        // A new open file description, so its offset is its own.
+        let file = File::open(format!("/proc/self/fd/{}", self.file.as_raw_fd()))?;
+        Ok(Fetched {
+            file,
+            digest: self.digest.clone(),
+            size: self.size,
+            last_modified: self.last_modified,
+        })
+    }
+}
+
+/// Downloads `url` into an anonymous temporary file, verifying `checksum`. Without a
+/// checksum, a URL `downloads` already holds is not fetched again.
+pub(crate) fn fetch(
+    url: &str,
+    checksum: Option<&Digest>,
+    downloads: Option<&Downloads>,
+) -> Result<Fetched, FetchError> {
+    let Some(downloads) = downloads.filter(|_| checksum.is_none()) else {
+        return download(url, checksum);
+    };
+    let mut done = downloads
+        .0
+        .lock()
+        .map_err(|e| FetchError::Io(io::Error::other(e.to_string())))?;
+    if let Some((_, f)) = done.iter().find(|(u, _)| u == url) {
+        return f.reopen().map_err(FetchError::Io);
+    }
+    let fetched = download(url, None)?;
+    let again = fetched.reopen().map_err(FetchError::Io)?;
+    done.push((url.to_owned(), fetched));
+    Ok(again)
+}
+
+fn download(url: &str, checksum: Option<&Digest>) -> Result<Fetched, FetchError> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(30)))
         .user_agent("forge")

@@ -13,6 +13,7 @@ pub(crate) mod archive;
 pub mod copy;
 mod dest;
 mod fetch;
+pub use fetch::Downloads;
 mod fsx;
 mod mode;
 pub mod reuse;

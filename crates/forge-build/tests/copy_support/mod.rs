@@ -234,6 +234,7 @@ pub fn run_ctx(ctx: &Path, op: &Copy, view: Option<&Path>) -> Run {
         dest_view: view,
         users_view: None,
         diff_dir: diff.path(),
+        downloads: None,
     });
     Run { diff, result }
 }
@@ -247,6 +248,7 @@ pub fn run_tree(src: &Path, op: &Copy, view: Option<&Path>) -> Run {
         dest_view: view,
         users_view: None,
         diff_dir: diff.path(),
+        downloads: None,
     });
     Run { diff, result }
 }
