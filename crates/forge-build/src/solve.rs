@@ -524,7 +524,8 @@ fn execute(
             let active = store
                 .prepare(parent.top())
                 .map_err(|e| err(e.to_string()))?;
-            mkdir_in_layer(view.path(), &active.upper(), path, user).map_err(err)?;
+            crate::ops::workdir::make_workdir(view.path(), &active.upper(), path, user)
+                .map_err(err)?;
             commit(
                 store,
                 blobs,
@@ -655,82 +656,6 @@ fn image_chain(store: &Store, reference: &str, manifest: &Digest) -> Result<Chai
     Ok(Chain { layers })
 }
 
-/// WORKDIR: the directory and missing parents, in the layer; parents that
-/// exist keep their metadata (recreated as they are), new ones are 0755 and
-/// owned by the current USER.
-fn mkdir_in_layer(view: Option<&Path>, upper: &Path, path: &str, user: &str) -> Result<(), String> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let (uid, gid) = if user.is_empty() {
-        (0, 0)
-    } else {
-        match view {
-            Some(v) => {
-                let root = std::fs::File::open(v).map_err(|e| e.to_string())?;
-                let u =
-                    forge_sandbox::users::resolve_user_in(std::os::fd::AsFd::as_fd(&root), user)
-                        .map_err(|e| e.to_string())?;
-                (u.uid, u.gid)
-            }
-            None => (0, 0),
-        }
-    };
-    // The directories Go's MkdirAll makes for the path as written: each prefix,
-    // cleaned (`/a/../b` makes /a, then /b).
-    let mut prefixes = Vec::new();
-    let mut stack: Vec<&str> = Vec::new();
-    for comp in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
-        if comp == ".." {
-            stack.pop();
-        } else {
-            stack.push(comp);
-            prefixes.push(stack.iter().collect::<PathBuf>());
-        }
-    }
-    for rel in prefixes {
-        let existing = view.and_then(|v| std::fs::symlink_metadata(v.join(&rel)).ok());
-        let target = upper.join(&rel);
-        match existing {
-            Some(m) if m.is_dir() => {
-                std::fs::create_dir_all(&target)
-                    .map_err(|e| format!("{}: {e}", target.display()))?;
-                std::fs::set_permissions(
-                    &target,
-                    std::fs::Permissions::from_mode(m.mode() & 0o7777),
-                )
-                .map_err(|e| e.to_string())?;
-                std::os::unix::fs::lchown(&target, Some(m.uid()), Some(m.gid()))
-                    .map_err(|e| e.to_string())?;
-            }
-            Some(_) => {
-                return Err(format!(
-                    "WORKDIR {path}: /{} is not a directory",
-                    rel.display()
-                ))
-            }
-            None => {
-                std::fs::create_dir_all(&target)
-                    .map_err(|e| format!("{}: {e}", target.display()))?;
-                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
-                    .map_err(|e| e.to_string())?;
-                std::os::unix::fs::lchown(&target, Some(uid), Some(gid))
-                    .map_err(|e| e.to_string())?;
-            }
-        }
-    }
-    // Existing directories are not part of the change: if the whole path
-    // already existed, nothing new was made and the layer is empty.
-    let all_existed = view.is_some_and(|v| {
-        std::fs::symlink_metadata(v.join(path.trim_start_matches('/'))).is_ok_and(|m| m.is_dir())
-    });
-    if all_existed {
-        for entry in std::fs::read_dir(upper).map_err(|e| e.to_string())? {
-            let p = entry.map_err(|e| e.to_string())?.path();
-            std::fs::remove_dir_all(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        }
-    }
-    Ok(())
-}
-
 fn run_exec(
     v: &Vertex,
     id: VertexId,
@@ -771,16 +696,6 @@ fn run_exec(
             None => (0, 0, Vec::new(), PathBuf::from("/")),
         }
     };
-    // The working directory must exist: make it in the upper dir if the
-    // image lacks it (it then belongs to the step's layer, as with runc).
-    {
-        let cwd_rel = e.cwd.trim_start_matches('/');
-        let exists = lowerdirs.iter().any(|l| l.join(cwd_rel).is_dir());
-        if !cwd_rel.is_empty() && !exists {
-            std::fs::create_dir_all(active.upper().join(cwd_rel))
-                .map_err(|x| err(x.to_string()))?;
-        }
-    }
     let scratch = tempdir_in(store).map_err(err)?;
     let mut mounts = Vec::new();
     let mut env = e.env.clone();

@@ -510,14 +510,7 @@ impl Runtime {
             for d in ["upper", "work", "run"] {
                 fs::create_dir(staging.join(d)).map_err(io_err("creating", staging.join(d)))?;
             }
-            // The working directory must exist: made in the upper dir, as
-            // docker's daemon does.
-            let rel = working_dir.trim_start_matches('/');
             let lowerdirs = self.store.view(chains.last())?;
-            if !rel.is_empty() && !lowerdirs.iter().any(|l| l.join(rel).is_dir()) {
-                let d = staging.join("upper").join(rel);
-                fs::create_dir_all(&d).map_err(io_err("creating", &d))?;
-            }
             // Volumes: anonymous ones get a name, new ones the image's content.
             for m in &mut mounts {
                 if let MountConfig::Volume {

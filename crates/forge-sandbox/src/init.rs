@@ -40,6 +40,9 @@ pub(crate) struct ExecPlan {
     pub gid: libc::gid_t,
     pub groups: Vec<libc::gid_t>,
     pub cwd: CString,
+    /// `cwd` and each of its ancestors as written, made (0755, root's) in the
+    /// new root when missing, symlinks followed inside it, as runc does.
+    pub cwd_dirs: Vec<CString>,
     pub umask: libc::mode_t,
     /// Paths to try in order (the `PATH` search, done in advance).
     pub candidates: Vec<CString>,
@@ -290,6 +293,11 @@ fn init(plan: &Plan, parent_pidfd: RawFd) -> ! {
     }
     if let Err((s, e)) = rootfs::pivot_root(&plan.rootfs.rootdir) {
         fail(report, s, e);
+    }
+    for dir in &plan.exec.cwd_dirs {
+        // Errors are left to the command's chdir, which names the directory.
+        // SAFETY: a NUL-terminated path; mkdir only creates.
+        unsafe { libc::mkdir(dir.as_ptr(), 0o755) };
     }
     if let Err((s, e)) = rootfs::finish(&plan.rootfs) {
         fail(report, s, e);

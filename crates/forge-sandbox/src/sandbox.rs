@@ -357,6 +357,22 @@ pub(crate) fn exec_candidates(arg0: &str, env: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The directories `mkdir -p` would make for an absolute `cwd`, outermost
+/// first: the path up to each component as written (`.` and `..` are
+/// walked through by the kernel, not made).
+fn cwd_dirs(cwd: &[u8]) -> Vec<&[u8]> {
+    let mut dirs = Vec::new();
+    let mut start = 0;
+    for end in (0..=cwd.len()).filter(|&i| i == cwd.len() || cwd[i] == b'/') {
+        let comp = &cwd[start..end];
+        if !comp.is_empty() && comp != b"." && comp != b".." {
+            dirs.push(&cwd[..end]);
+        }
+        start = end + 1;
+    }
+    dirs
+}
+
 /// What the command process does before `execve`, for `p` with these
 /// standard descriptors, rlimits, capabilities and `PATH` candidates.
 pub(crate) fn exec_plan(
@@ -376,6 +392,10 @@ pub(crate) fn exec_plan(
         gid: p.gid,
         groups: p.additional_gids.clone(),
         cwd: cstring("process.cwd", p.cwd.as_os_str().as_bytes())?,
+        cwd_dirs: cwd_dirs(p.cwd.as_os_str().as_bytes())
+            .into_iter()
+            .map(|d| cstring("process.cwd", d))
+            .collect::<Result<_, _>>()?,
         umask: p.umask as libc::mode_t,
         candidates: candidates
             .iter()
@@ -1169,5 +1189,15 @@ impl Drop for Sandbox {
             self.reap();
         }
         let _ = self.cleanup();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cwd_dirs_are_the_prefixes_as_written() {
+        let dirs = super::cwd_dirs(b"/a//b/./../c/");
+        assert_eq!(dirs, [&b"/a"[..], b"/a//b", b"/a//b/./../c"]);
+        assert!(super::cwd_dirs(b"/").is_empty());
     }
 }

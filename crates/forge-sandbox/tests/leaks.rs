@@ -167,9 +167,10 @@ fn failed_setup_leaves_nothing() {
     let s = Scratch::new();
     let mut spec = s.spec(&["true"]);
     spec.id = Some(format!("fail-{}", std::process::id()));
-    spec.process.cwd = "/does/not/exist".into();
+    // A missing cwd would be made; one under a file cannot be.
+    spec.process.cwd = "/etc/passwd/sub".into();
     let err = Sandbox::spawn(&spec).expect_err("chdir must fail");
-    assert!(err.to_string().contains("chdir(/does/not/exist)"), "{err}");
+    assert!(err.to_string().contains("chdir(/etc/passwd/sub)"), "{err}");
     assert_eq!(std::fs::read_dir(s.state()).expect("state").count(), 0);
     for d in cgroup_dirs(spec.id.as_deref().expect("id")) {
         assert!(!d.exists(), "{} left behind", d.display());

@@ -117,6 +117,21 @@ fn writes_next_to_added_mountpoints_copy_up_normally() {
 }
 
 #[test]
+fn a_missing_cwd_is_made_in_the_upper_dir_through_symlinks() {
+    let s = Scratch::new();
+    let lower = bare_layer(&s);
+    fs::create_dir(lower.join("real")).expect("mkdir");
+    std::os::unix::fs::symlink("/real", lower.join("lnk")).expect("symlink");
+    let mut spec = s.spec_on(vec![lower], &["sh", "-c", "pwd && stat -c '%a %u' ."]);
+    spec.process.cwd = "/lnk/a/b".into();
+    spec.process.uid = 65534;
+    // As runc's MkdirAll after pivot_root: inside the root, as root, 0755.
+    assert_eq!(stdout(&spec), "/real/a/b\n755 0\n");
+    assert_eq!(tree(&s.upper()), ["real", "real/a", "real/a/b"]);
+    assert!(fs::symlink_metadata(s.upper().join("lnk")).is_err());
+}
+
+#[test]
 fn the_mountpoint_layer_keeps_existing_directories_attributes() {
     let s = Scratch::new();
     let lower = bare_layer(&s);

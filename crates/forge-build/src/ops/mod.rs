@@ -3,6 +3,7 @@
 //!
 //! - [`copy`]: COPY and ADD with BuildKit's semantics, writing the step's
 //!   new files into an empty directory that becomes its layer.
+//! - `workdir`: the directory a WORKDIR makes in its layer.
 //! - [`reuse`]: hard-links the unchanged files of a COPY's previous result
 //!   instead of writing them again.
 //!
@@ -18,6 +19,7 @@ mod fsx;
 mod mode;
 pub mod reuse;
 mod source;
+pub(crate) mod workdir;
 
 pub use copy::{copy, CopyError, CopyOutcome, CopyRequest, CopySource, FetchedUrl};
 pub use mode::ChmodError;
