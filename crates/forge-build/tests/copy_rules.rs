@@ -46,10 +46,11 @@ fn a_file_onto_an_existing_directory_goes_inside_it() {
     let r = run_ctx(ctx.path(), &op(&["a.txt"], "/opt"), Some(view.path()));
     r.ok();
     assert_eq!(r.listing(), ["opt/", "opt/a.txt"]);
-    // The directory of the view is recreated as it was.
+    // The directory of the view is recreated as it was, but for its mtime:
+    // it gained an entry (docker 20.10 checked, peer case p-copy-parent-mtime).
     assert_eq!(r.mode("opt"), 0o750);
     assert_eq!(r.owner("opt"), (7, 8));
-    assert_eq!(r.mtime("opt"), 1_000_000);
+    assert_ne!(r.mtime("opt"), 1_000_000);
 }
 
 /// BuildKit copies each source to the destination in turn, as if it were alone (docker
@@ -389,8 +390,9 @@ fn parent_directories_of_the_view_are_replicated_with_their_metadata() {
     );
     assert_eq!(r.mode("usr/local"), 0o2775);
     assert_eq!(r.owner("usr/local"), (12, 34));
+    // Only the directory that gained an entry has a new mtime.
     assert_eq!(r.mtime("usr/local"), 2_000);
-    assert_eq!(r.mtime("usr/local/bin"), 1_000);
+    assert_ne!(r.mtime("usr/local/bin"), 1_000);
     assert_eq!(r.mtime("usr"), 3_000);
     assert_eq!(r.owner("usr/local/bin/tool"), (0, 0));
 }
@@ -465,14 +467,14 @@ fn on_and_from_the_busybox_test_rootfs() {
     let ctx = Tree::new();
     ctx.file("note", "n");
     // --chown by name against the image's /etc/passwd; /tmp is recreated
-    // with its sticky 1777 mode.
+    // with its sticky 1777 mode (and a new mtime: it gained an entry).
     let mut c = op(&["note"], "/tmp/");
     c.chown = Some("nobody".into());
     let r = run_ctx(ctx.path(), &c, Some(&rootfs));
     r.ok();
     assert_eq!(r.owner("tmp/note"), (65534, 65534));
     assert_eq!(r.mode("tmp"), 0o1777);
-    assert_eq!(r.mtime("tmp"), 0);
+    assert_ne!(r.mtime("tmp"), 0);
     // From the rootfs as a stage: /bin/sh is an absolute link to
     // /bin/busybox, resolved inside the rootfs.
     let r = run_tree(&rootfs, &op(&["/bin/sh"], "/usr/local/bin/sh"), None);

@@ -284,19 +284,43 @@ impl Dest {
         self.replicated.retain(|(c, _, _)| c.as_slice() != comps);
     }
 
-    /// Restores the times of directories recreated from the view.
+    /// Restores the times of directories recreated from the view, except
+    /// those that gained an entry: BuildKit writes into the mounted snapshot,
+    /// where creating a name (a new file or directory, or a file written
+    /// after removing the one there) sets its directory's mtime, and only
+    /// copying a directory up through overlayfs keeps it.
     pub(crate) fn finish(&mut self) -> Result<(), DestError> {
         for (comps, at, mt) in self.replicated.drain(..).rev() {
             let Some((last, parents)) = comps.split_last() else {
                 continue;
             };
-            if let Walked::Dir(p) =
-                walk_dir(self.upper.as_fd(), parents).map_err(|e| DestError::Io {
+            let walk = |root: BorrowedFd<'_>, comps: &[OsString]| {
+                walk_dir(root, comps).map_err(|e| DestError::Io {
                     op: "open",
+                    path: fsx::show(comps),
+                    source: e,
+                })
+            };
+            let Walked::Dir(dir) = walk(self.upper.as_fd(), &comps)? else {
+                continue;
+            };
+            let lower = match &self.lower {
+                Some(l) => match walk(l.as_fd(), &comps)? {
+                    Walked::Dir(fd) => Some(fd),
+                    _ => None,
+                },
+                None => None,
+            };
+            if gained_entries(dir.as_fd(), lower.as_ref().map(|l| l.as_fd())).map_err(|e| {
+                DestError::Io {
+                    op: "read",
                     path: fsx::show(&comps),
                     source: e,
-                })?
-            {
+                }
+            })? {
+                continue;
+            }
+            if let Walked::Dir(p) = walk(self.upper.as_fd(), parents)? {
                 utimensat(
                     p.as_fd(),
                     last.as_os_str(),
@@ -309,6 +333,25 @@ impl Dest {
         }
         Ok(())
     }
+}
+
+/// Whether the upper half of a recreated directory holds a name that is
+/// not the view's directory of that name copied up: anything but a
+/// directory was (re)created, and a directory the view lacks is new.
+fn gained_entries(upper: BorrowedFd<'_>, lower: Option<BorrowedFd<'_>>) -> io::Result<bool> {
+    for name in list_dir(upper)? {
+        if !fsx::lstat_at(upper, &name)?.as_ref().is_some_and(is_dir) {
+            return Ok(true);
+        }
+        let in_lower = match lower {
+            Some(l) => fsx::lstat_at(l, &name)?,
+            None => None,
+        };
+        if !in_lower.as_ref().is_some_and(is_dir) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 impl DirHandle {

@@ -13,7 +13,7 @@ use super::fsx::Node;
 /// `/a`, then `/b`, as Go's `MkdirAll` does), symlinks followed inside the root. New
 /// directories are 0755 and owned by `user` (resolved in the view's `/etc` files);
 /// directories of the view on the way are recreated with their metadata (the one
-/// that gets a new entry keeps its new mtime). When the
+/// that gains an entry keeps its new mtime, see [`Dest::finish`]). When the
 /// whole path was already a directory, nothing was made: the layer stays empty.
 pub(crate) fn make_workdir(
     view: Option<&Path>,
@@ -50,16 +50,10 @@ pub(crate) fn make_workdir(
     }
     for prefix in prefixes {
         let resolved = dest.resolve(prefix, true).map_err(dest_err)?;
-        let made = matches!(dest.lookup(&resolved).map_err(io)?, Node::Missing);
         dest.mkdir_p(&resolved, owner).map_err(|e| match e {
             DestError::NotADirectory(p) => format!("mkdir {path}: {p} is not a directory"),
             e => dest_err(e),
         })?;
-        if made {
-            // A new entry changes its directory's mtime, as MkdirAll on the
-            // mounted snapshot does for BuildKit.
-            dest.forget(&resolved[..resolved.len() - 1]);
-        }
     }
     dest.finish().map_err(dest_err)
 }
