@@ -181,7 +181,18 @@ enum SystemCommand {
 pub const EXIT_FORGE_ERROR: u8 = 125;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // docker's CLI exits 125 on a usage error; help and version are not errors.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_FORGE_ERROR)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let result = match cli.command {
         Command::Build(args) => commands::build::run(cli.root, *args),
         Command::Parse(args) => commands::parse::run(args),

@@ -281,6 +281,39 @@ fn skopeo_pushed_image_is_pulled_with_its_rootfs() {
     let back = format!("{}/sk/back:1", reg.host());
     env.ok_in(&fresh, &["push", &dest, &back]);
     assert_eq!(skopeo_digest(&format!("docker://{back}")), digest);
+    // `forge run` of an image the store lacks pulls it first, as docker's run: the
+    // pull's lines on stderr, stdout only the container's.
+    let runner = env.dir.join("runner");
+    let r = env.run_in(
+        &runner,
+        &["run", "--rm", &dest, "sh", "-c", "echo ran; exit 7"],
+    );
+    assert_eq!(r.code, Some(7), "{}", r.stderr);
+    assert_eq!(r.stdout, "ran\n");
+    assert!(
+        r.stderr
+            .contains(&format!("Unable to find image '{dest}' locally")),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&format!("Digest: {digest}")),
+        "{}",
+        r.stderr
+    );
+    // Present now: no pull; --pull never of a missing one fails as docker (125).
+    let r = env.run_in(&runner, &["run", "--rm", &dest, "true"]);
+    assert_eq!((r.code, r.stderr.as_str()), (Some(0), ""));
+    let missing = format!("{}/sk/none:1", reg.host());
+    let r = env.run_in(
+        &runner,
+        &["run", "--rm", "--pull", "never", &missing, "true"],
+    );
+    assert_eq!(r.code, Some(125));
+    assert!(r.stderr.contains("No such image"), "{}", r.stderr);
+    let r = env.run_in(&runner, &["run", "--rm", &missing, "true"]);
+    assert_eq!(r.code, Some(125), "{}", r.stderr);
+    assert!(r.stderr.contains("Unable to find image"), "{}", r.stderr);
 }
 
 #[test]

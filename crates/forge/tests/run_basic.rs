@@ -63,8 +63,17 @@ fn built_image_runs_with_its_config_and_exit_code() {
     let (_, err) = expect_code(&root, &["run", "--rm", "busybox", "no-such-command"], 127);
     assert!(err.contains("no-such-command"), "{err}");
     expect_code(&root, &["run", "--rm", "busybox", "/etc/passwd"], 126);
-    let (_, err) = expect_code(&root, &["run", "--rm", "no-such-image:1"], 125);
-    assert!(!err.is_empty());
+    let (_, err) = expect_code(
+        &root,
+        &["run", "--rm", "--pull", "never", "no-such-image:1"],
+        125,
+    );
+    assert!(err.contains("No such image"), "{err}");
+    // A usage error is forge's own failure, 125 as docker's CLI; help is not an error.
+    let (_, err) = expect_code(&root, &["run", "--bogus", "busybox"], 125);
+    assert!(err.contains("--bogus"), "{err}");
+    let (out, _) = expect_code(&root, &["run", "--help"], 0);
+    assert!(out.contains("--pull"), "{out}");
     // A signal's death is 128 + the signal.
     expect_code(
         &root,

@@ -124,6 +124,12 @@ pub struct CreateArgs {
     /// Run an init inside the container (always: forge's pid 1 reaps and forwards signals)
     #[arg(long)]
     init: bool,
+    /// Pull image before running ("always", "missing", "never")
+    #[arg(long, default_value = "missing", value_parser = ["always", "missing", "never"])]
+    pull: String,
+    /// Suppress the pull output
+    #[arg(short = 'q', long)]
+    quiet: bool,
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
@@ -206,11 +212,54 @@ fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
 }
 
 fn create_container(rt: &Runtime, a: &CreateArgs) -> Result<Container, ExitCode> {
-    let opts = create_options(a).map_err(|e| {
+    let forge_error = |e: &dyn std::fmt::Display| {
         eprintln!("forge: {e:#}");
         ExitCode::from(EXIT_FORGE)
-    })?;
+    };
+    let opts = create_options(a).map_err(|e| forge_error(&format!("{e:#}")))?;
+    pull_for_run(rt.store(), &a.image, &a.pull, a.quiet).map_err(|e| forge_error(&e))?;
     rt.create(&a.image, opts).map_err(|e| run_failure(&e))
+}
+
+/// docker's `--pull` for run and create: a store name that is missing (or any, with
+/// `always`) is pulled first, its progress on stderr so stdout stays the container's.
+/// Images given by transport (`oci:`, `oci-archive:`, `docker-archive:`) are files.
+fn pull_for_run(
+    store: &forge_store::Store,
+    image: &str,
+    policy: &str,
+    quiet: bool,
+) -> Result<(), String> {
+    if ["oci:", "oci-archive:", "docker-archive:"]
+        .iter()
+        .any(|t| image.starts_with(t))
+        || policy == "never"
+    {
+        return Ok(());
+    }
+    let missing = matches!(
+        store.resolve(image),
+        Err(forge_store::StoreError::NoSuchImage(_))
+    );
+    if policy == "missing" && !missing {
+        return Ok(());
+    }
+    let reference = forge_oci::Reference::parse(image).map_err(|e| e.to_string())?;
+    if missing {
+        eprintln!("Unable to find image '{}' locally", reference.familiar());
+    }
+    let client = super::pull::client().map_err(|e| format!("{e:#}"))?;
+    let display = super::pull::LayerDisplay::on_stderr(quiet);
+    // As docker's run: no "Using default tag" line.
+    super::pull::pull_reporting(
+        &client,
+        store,
+        &reference,
+        &reference,
+        &forge_registry::PullOptions::default(),
+        &display,
+    )
+    .map_err(|e| e.to_string())
 }
 
 pub fn run(root: Option<PathBuf>, args: RunArgs) -> anyhow::Result<ExitCode> {

@@ -60,6 +60,8 @@ pub fn client() -> anyhow::Result<Client> {
 /// docker's per-layer lines: redrawn in place on a terminal, one line per change of
 /// state otherwise (byte counts only on a terminal).
 pub struct LayerDisplay {
+    /// On stderr instead of stdout (`forge run`'s pull keeps stdout for the container).
+    stderr: bool,
     tty: bool,
     quiet: bool,
     hidden: Vec<Digest>,
@@ -77,11 +79,32 @@ struct DisplayState {
 impl LayerDisplay {
     pub fn new(quiet: bool, hidden: Vec<Digest>) -> LayerDisplay {
         LayerDisplay {
+            stderr: false,
             tty: std::io::stdout().is_terminal(),
             quiet,
             hidden,
             state: Mutex::new(DisplayState::default()),
         }
+    }
+
+    /// The display on stderr.
+    pub fn on_stderr(quiet: bool) -> LayerDisplay {
+        LayerDisplay {
+            stderr: true,
+            tty: std::io::stderr().is_terminal(),
+            ..LayerDisplay::new(quiet, Vec::new())
+        }
+    }
+
+    /// Writes `text` whole to the display's stream.
+    fn emit(&self, text: &str) {
+        let _ = if self.stderr {
+            let mut e = std::io::stderr().lock();
+            e.write_all(text.as_bytes()).and_then(|()| e.flush())
+        } else {
+            let mut o = std::io::stdout().lock();
+            o.write_all(text.as_bytes()).and_then(|()| o.flush())
+        };
     }
 
     /// Draws the final state (a terminal may have skipped the last updates).
@@ -99,7 +122,6 @@ impl LayerDisplay {
     }
 
     fn redraw(&self, s: &mut DisplayState) {
-        let mut out = std::io::stdout().lock();
         let mut text = String::new();
         if s.drawn > 0 {
             text.push_str(&format!("\x1b[{}A", s.drawn));
@@ -108,8 +130,7 @@ impl LayerDisplay {
             let line = s.lines.get(id).map(String::as_str).unwrap_or("");
             text.push_str(&format!("\x1b[2K{id}: {line}\n"));
         }
-        let _ = out.write_all(text.as_bytes());
-        let _ = out.flush();
+        self.emit(&text);
         s.drawn = s.order.len();
         s.last_draw = Some(Instant::now());
     }
@@ -158,7 +179,7 @@ impl Progress for LayerDisplay {
         let mut s = self.lock();
         if !self.tty {
             if !transient {
-                println!("{id}: {text}");
+                self.emit(&format!("{id}: {text}\n"));
             }
             return;
         }
@@ -196,17 +217,6 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(e) => return Ok(fail(format!("{e:#}"))),
     };
-    if !args.quiet {
-        if given.tag().is_none() && given.digest().is_none() {
-            println!("Using default tag: latest");
-        }
-        match (reference.tag(), reference.digest()) {
-            (_, Some(d)) => println!("{}: Pulling from {}", d, reference.path()),
-            (Some(t), None) => println!("{t}: Pulling from {}", reference.path()),
-            (None, None) => {}
-        }
-    }
-    let display = LayerDisplay::new(args.quiet, Vec::new());
     let platform = match args.platform.as_deref().map(PlatformSpec::parse) {
         None => None,
         Some(Some(p)) => Some(p),
@@ -221,21 +231,47 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
         jobs: args.jobs,
         platform,
     };
-    let pulled = forge_registry::pull(&client, &store, &reference, &opts, &display);
-    display.finish();
-    let pulled = match pulled {
-        Ok(p) => p,
-        Err(e) => return Ok(fail(e)),
-    };
-    let shown = reference.familiar();
-    if !args.quiet {
-        println!("Digest: {}", pulled.digest);
-        if pulled.changed {
-            println!("Status: Downloaded newer image for {shown}");
-        } else {
-            println!("Status: Image is up to date for {shown}");
-        }
+    let display = LayerDisplay::new(args.quiet, Vec::new());
+    if let Err(e) = pull_reporting(&client, &store, &given, &reference, &opts, &display) {
+        return Ok(fail(e));
     }
     println!("{reference}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Pulls `reference` (`given` as the user wrote it) with docker's lines around the
+/// per-layer ones, on the display's stream: the tag and repository, then the digest and
+/// whether anything changed.
+pub fn pull_reporting(
+    client: &Client,
+    store: &forge_store::Store,
+    given: &Reference,
+    reference: &Reference,
+    opts: &forge_registry::PullOptions,
+    display: &LayerDisplay,
+) -> Result<(), forge_registry::PullError> {
+    let say = |line: String| {
+        if !display.quiet {
+            display.emit(&format!("{line}\n"));
+        }
+    };
+    if given.tag().is_none() && given.digest().is_none() {
+        say("Using default tag: latest".to_owned());
+    }
+    match (reference.tag(), reference.digest()) {
+        (_, Some(d)) => say(format!("{}: Pulling from {}", d, reference.path())),
+        (Some(t), None) => say(format!("{t}: Pulling from {}", reference.path())),
+        (None, None) => {}
+    }
+    let pulled = forge_registry::pull(client, store, reference, opts, display);
+    display.finish();
+    let pulled = pulled?;
+    let shown = reference.familiar();
+    say(format!("Digest: {}", pulled.digest));
+    if pulled.changed {
+        say(format!("Status: Downloaded newer image for {shown}"));
+    } else {
+        say(format!("Status: Image is up to date for {shown}"));
+    }
+    Ok(())
 }
