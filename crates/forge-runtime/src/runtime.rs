@@ -8,7 +8,7 @@
 //! do not survive a crash either, and a reader reconciles a stale "running"
 //! with the monitor's liveness.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 use std::os::fd::AsFd;
@@ -827,6 +827,41 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+
+    /// docker's `system df`: the store's images (those containers use are active
+    /// and not reclaimable) and build cache, the containers (running ones active;
+    /// the stopped ones' writable layers reclaimable) and the volumes (those a
+    /// container mounts active; the others reclaimable).
+    pub fn disk_usage(&self) -> Result<forge_store::DiskUsage> {
+        let mut du = self.store.disk_usage(&self.images_in_use()?)?;
+        let mut mounted: BTreeSet<String> = BTreeSet::new();
+        for c in self.list()? {
+            let size = forge_store::snapshot::tree_size(&self.paths(&c.config.id).upper());
+            du.containers += 1;
+            du.containers_size += size;
+            if c.state.status.is_live() {
+                du.containers_active += 1;
+            } else {
+                du.containers_reclaimable += size;
+            }
+            for m in &c.config.mounts {
+                if let MountConfig::Volume { name, .. } = m {
+                    mounted.insert(name.clone());
+                }
+            }
+        }
+        for v in self.volumes.list()? {
+            let size = forge_store::snapshot::tree_size(&v.mountpoint);
+            du.volumes += 1;
+            du.volumes_size += size;
+            if mounted.contains(&v.meta.name) {
+                du.volumes_active += 1;
+            } else {
+                du.volumes_reclaimable += size;
+            }
+        }
+        Ok(du)
     }
 
     /// Containers (names) that mount volume `name`.

@@ -1,7 +1,7 @@
 //! Removing images (`rmi`, `image prune`) and accounting for space (`system df`), with
 //! docker's rules.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 
 use forge_oci::{Digest, Reference};
@@ -77,15 +77,20 @@ pub struct DiskUsage {
     pub containers_active: u64,
     /// Bytes of their writable layers.
     pub containers_size: u64,
+    /// Bytes of the stopped ones' writable layers.
+    pub containers_reclaimable: u64,
     /// Named volumes.
     pub volumes: u64,
     /// Volumes used by a container.
     pub volumes_active: u64,
     /// Bytes in volumes.
     pub volumes_size: u64,
-    /// Build cache entries.
+    /// Bytes in the volumes no container uses.
+    pub volumes_reclaimable: u64,
+    /// Build cache records (steps and exports).
     pub cache_entries: u64,
-    /// Bytes of build cache.
+    /// Bytes of build cache: its records and memos, and the snapshots no image
+    /// has (the steps' intermediate layers).
     pub cache_size: u64,
 }
 
@@ -197,40 +202,63 @@ impl Store {
         Ok(out)
     }
 
-    /// Space used by images, containers, volumes and the build cache.
-    pub fn disk_usage(&self) -> Result<DiskUsage> {
+    /// Space used by images and the build cache; `in_use`: the images containers
+    /// use, whose layers are not reclaimable. Containers and volumes are the
+    /// runtime's to count.
+    pub fn disk_usage(&self, in_use: &ImagesInUse) -> Result<DiskUsage> {
         let list = self.images()?;
         let mut du = DiskUsage::default();
         let mut ids: HashSet<&Digest> = HashSet::new();
-        let mut layers: HashSet<Digest> = HashSet::new();
+        let mut sizes: HashMap<Digest, u64> = HashMap::new();
+        let mut active_layers: HashSet<Digest> = HashSet::new();
         for image in &list.images {
+            let active = in_use.contains_key(&image.id);
             if ids.insert(&image.id) {
                 du.images += 1;
+                du.images_active += u64::from(active);
             }
             let chains = chain_ids(&image.config.rootfs.diff_ids);
             for (i, c) in chains.iter().enumerate() {
-                if layers.insert(c.clone()) {
-                    du.images_size += match self.snapshot_meta(c) {
+                if active {
+                    active_layers.insert(c.clone());
+                }
+                if !sizes.contains_key(c) {
+                    let size = match self.snapshot_meta(c) {
                         Ok(Some(m)) => m.size,
                         _ => image.layers.get(i).map_or(0, |l| l.size()),
+                    };
+                    sizes.insert(c.clone(), size);
+                }
+            }
+        }
+        du.images_size = sizes.values().sum();
+        du.images_reclaimable = sizes
+            .iter()
+            .filter(|(c, _)| !active_layers.contains(*c))
+            .map(|(_, n)| n)
+            .sum();
+        let cache_dir = self.dir(StoreDir::Cache);
+        if let Ok(rd) = fs::read_dir(&cache_dir) {
+            du.cache_entries = rd
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                .count() as u64;
+        }
+        du.cache_size = tree_size(&cache_dir);
+        if let Ok(rd) = fs::read_dir(self.dir(StoreDir::Snapshots)) {
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let Ok(chain) = Digest::parse(&format!("sha256:{}", name.to_string_lossy())) else {
+                    continue;
+                };
+                if !sizes.contains_key(&chain) {
+                    du.cache_size += match self.snapshot_meta(&chain) {
+                        Ok(Some(m)) => m.size,
+                        _ => tree_size(&e.path()),
                     };
                 }
             }
         }
-        // No container uses an image yet: all of it is reclaimable.
-        du.images_reclaimable = du.images_size;
-        let count = |d: StoreDir| -> (u64, u64) {
-            let dir = self.dir(d);
-            match fs::read_dir(&dir) {
-                Ok(rd) => rd
-                    .flatten()
-                    .fold((0, 0), |(n, sz), e| (n + 1, sz + tree_size(&e.path()))),
-                Err(_) => (0, 0),
-            }
-        };
-        (du.containers, du.containers_size) = count(StoreDir::Containers);
-        (du.volumes, du.volumes_size) = count(StoreDir::Volumes);
-        (du.cache_entries, du.cache_size) = count(StoreDir::Cache);
         Ok(du)
     }
 }

@@ -441,3 +441,79 @@ fn ps_templates_and_filters() {
     assert!(table[1].starts_with("gone      Exited (3) "), "{table:?}");
     ok(&root, &["rm", "-f", "webby", "gone"]);
 }
+
+/// `system df` as docker's: images a container uses are active and not reclaimable,
+/// running containers are active, stopped ones' writes reclaimable, volumes a container
+/// mounts active, the others reclaimable.
+#[test]
+fn system_df_counts_containers_volumes_and_their_images() {
+    let (_tmp, root) = store_with_busybox("run-df");
+    let row = |df: &str, kind: &str| -> Vec<String> {
+        let line = df
+            .lines()
+            .find(|l| l.starts_with(kind))
+            .unwrap_or_else(|| panic!("no {kind} row:\n{df}"));
+        line[kind.len()..]
+            .split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let df = ok(&root, &["system", "df"]);
+    assert_eq!(row(&df, "Containers"), ["0", "0", "0B", "0B"], "{df}");
+    assert_eq!(row(&df, "Images")[..2], ["1", "0"], "{df}");
+    ok(&root, &["volume", "create", "unused"]);
+    ok(
+        &root,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "up",
+            "-v",
+            "data:/data",
+            "busybox",
+            "sh",
+            "-c",
+            "head -c 300000 /dev/zero > /data/f; sleep 100",
+        ],
+    );
+    ok(
+        &root,
+        &[
+            "run",
+            "--name",
+            "done",
+            "busybox",
+            "sh",
+            "-c",
+            "head -c 200000 /dev/zero > /f",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let df = loop {
+        let df = ok(&root, &["system", "df"]);
+        if row(&df, "Local Volumes")[2] != "0B" || Instant::now() > deadline {
+            break df;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The image is in use: active, nothing of it reclaimable.
+    let images = row(&df, "Images");
+    assert_eq!(images[..2], ["1", "1"], "{df}");
+    assert_eq!(images[3], "0B (0%)", "{df}");
+    // Two containers, one running; the stopped one's 200 kB file is reclaimable.
+    let containers = row(&df, "Containers");
+    assert_eq!(containers[..2], ["2", "1"], "{df}");
+    assert_eq!(containers[2..], ["200kB", "200kB (100%)"], "{df}");
+    // Two volumes, one mounted; the unused one is empty.
+    let volumes = row(&df, "Local Volumes");
+    assert_eq!(volumes[..2], ["2", "1"], "{df}");
+    assert_eq!(volumes[2], "300kB", "{df}");
+    assert_eq!(volumes[3], "0B (0%)", "{df}");
+    ok(&root, &["rm", "-f", "up", "done"]);
+    let df = ok(&root, &["system", "df"]);
+    assert_eq!(row(&df, "Containers"), ["0", "0", "0B", "0B"], "{df}");
+    assert_eq!(row(&df, "Images")[..2], ["1", "0"], "{df}");
+}

@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::human::{fail, human_size, open_store, table};
+use super::human::{fail, human_size, open_runtime, table};
 
 #[derive(clap::Args)]
 pub struct Args {}
@@ -21,11 +21,11 @@ fn reclaimable(reclaimable: u64, total: u64) -> String {
 }
 
 pub fn run(root: Option<PathBuf>, _args: Args) -> anyhow::Result<ExitCode> {
-    let store = match open_store(root) {
-        Ok(s) => s,
+    let runtime = match open_runtime(root) {
+        Ok(r) => r,
         Err(code) => return Ok(code),
     };
-    let du = match store.disk_usage() {
+    let du = match runtime.disk_usage() {
         Ok(d) => d,
         Err(e) => return Ok(fail(e)),
     };
@@ -49,14 +49,14 @@ pub fn run(root: Option<PathBuf>, _args: Args) -> anyhow::Result<ExitCode> {
             du.containers.to_string(),
             du.containers_active.to_string(),
             human_size(du.containers_size),
-            reclaimable(du.containers_size, du.containers_size),
+            reclaimable(du.containers_reclaimable, du.containers_size),
         ],
         vec![
             "Local Volumes".into(),
             du.volumes.to_string(),
             du.volumes_active.to_string(),
             human_size(du.volumes_size),
-            reclaimable(du.volumes_size, du.volumes_size),
+            reclaimable(du.volumes_reclaimable, du.volumes_size),
         ],
         vec![
             "Build Cache".into(),
