@@ -170,8 +170,12 @@ pub enum OutputError {
 }
 
 impl Output {
-    /// Parses buildx's `type=…,dest=…` (a bare path means `type=local`).
+    /// Parses buildx's `type=…,dest=…` (a bare path means `type=local`, and `-`
+    /// a tar of the root filesystem on stdout). `dest=-` of an archive is stdout.
     pub fn parse(spec: &str) -> Result<Output, OutputError> {
+        if spec == "-" {
+            return Ok(Output::Tar(STDOUT.into()));
+        }
         if !spec.contains('=') {
             return Ok(Output::Local(spec.into()));
         }
@@ -191,6 +195,58 @@ impl Output {
             Some("tar") => Ok(Output::Tar(dest)),
             Some("local") => Ok(Output::Local(dest)),
             _ => Err(OutputError::Spec(spec.into())),
+        }
+    }
+}
+
+/// The `dest` that means standard output.
+const STDOUT: &str = "-";
+
+impl Output {
+    /// Whether this output goes to standard output.
+    pub fn is_stdout(&self) -> bool {
+        match self {
+            Output::Oci(d) | Output::Docker(d) | Output::Tar(d) => d.as_os_str() == STDOUT,
+            Output::Local(_) => false,
+        }
+    }
+}
+
+/// An archive's destination: a file (synced when done) or standard output.
+enum Sink {
+    File(std::fs::File),
+    Stdout(std::io::Stdout),
+}
+
+impl Sink {
+    fn create(dest: &std::path::Path) -> std::io::Result<Sink> {
+        if dest.as_os_str() == STDOUT {
+            Ok(Sink::Stdout(std::io::stdout()))
+        } else {
+            std::fs::File::create(dest).map(Sink::File)
+        }
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            Sink::File(f) => f.sync_all(),
+            Sink::Stdout(mut o) => std::io::Write::flush(&mut o),
+        }
+    }
+}
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::File(f) => f.write(buf),
+            Sink::Stdout(o) => o.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::File(f) => f.flush(),
+            Sink::Stdout(o) => o.flush(),
         }
     }
 }
@@ -219,7 +275,7 @@ pub fn write_output(
             } else {
                 forge_store::SaveFormat::DockerArchive
             };
-            let file = std::fs::File::create(dest).map_err(|e| fail(dest, e.to_string()))?;
+            let file = Sink::create(dest).map_err(|e| fail(dest, e.to_string()))?;
             let images = [forge_store::SaveImage {
                 image: record,
                 names: names.to_vec(),
@@ -230,7 +286,7 @@ pub fn write_output(
                 .map_err(|e| fail(dest, e.to_string()))?;
             file.into_inner()
                 .map_err(|e| fail(dest, e.to_string()))?
-                .sync_all()
+                .finish()
                 .map_err(|e| fail(dest, e.to_string()))
         }
         Output::Local(dir) => unpack_chain(store, chain, dir).map_err(|m| fail(dir, m)),
@@ -238,7 +294,7 @@ pub fn write_output(
             let staging = store.tmp_path("output");
             let result = (|| {
                 unpack_chain(store, chain, &staging)?;
-                let file = std::fs::File::create(dest).map_err(|e| e.to_string())?;
+                let file = Sink::create(dest).map_err(|e| e.to_string())?;
                 let opts = forge_oci::layer::LayerOptions {
                     compression: forge_oci::Compression::None,
                     source_date_epoch,
@@ -246,7 +302,7 @@ pub fn write_output(
                 };
                 let (file, _) = forge_oci::layer::write_layer(&staging, &opts, file)
                     .map_err(|e| e.to_string())?;
-                file.sync_all().map_err(|e| e.to_string())
+                file.finish().map_err(|e| e.to_string())
             })();
             let _ = std::fs::remove_dir_all(&staging);
             result.map_err(|m| fail(dest, m))

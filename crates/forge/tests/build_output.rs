@@ -109,6 +109,40 @@ fn outputs_and_metadata_file() {
     assert!(!names
         .lines()
         .any(|l| l.trim_start_matches("./") == "etc/group"));
+
+    // `-o -` and `dest=-`: the archive on stdout, which then carries nothing else
+    // (not even -q's image id): the bytes the same output writes to a file.
+    let ctx_arg = ctx.to_str().expect("utf-8");
+    let epoch = [("SOURCE_DATE_EPOCH", "0")];
+    for (kind, spec) in [
+        ("tar", "-"),
+        ("tar", "type=tar,dest=-"),
+        ("oci", "type=oci,dest=-"),
+    ] {
+        let file = out.join(format!("again.{kind}"));
+        let to_file = format!("type={kind},dest={}", file.display());
+        let r = build(&root, &["-q", "-o", &to_file, ctx_arg], &epoch);
+        assert!(r.ok, "{to_file}: {}", r.stderr);
+        let o = support::forge(&root)
+            .args(["build", "-q", "-o", spec, ctx_arg])
+            .env("SOURCE_DATE_EPOCH", "0")
+            .output()
+            .expect("forge build");
+        assert!(
+            o.status.success(),
+            "{spec}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let on_disk = fs::read(&file).expect("file output");
+        assert!(
+            o.stdout == on_disk,
+            "{spec}: stdout is not what {to_file} wrote ({} vs {} bytes)",
+            o.stdout.len(),
+            on_disk.len()
+        );
+    }
+    let r = build(&root, &["-o", "-", "-o", "type=oci,dest=-", ctx_arg], &[]);
+    assert!(!r.ok && r.stderr.contains("only one --output can write to stdout"));
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

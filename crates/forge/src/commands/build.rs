@@ -64,7 +64,7 @@ pub struct Args {
     #[arg(long)]
     jobs: Option<usize>,
     /// Also write the result: `type=oci|docker|tar|local,dest=PATH` (a bare path:
-    /// local), or push it: `type=registry,name=NAME[,NAME…]` (also `type=image,push=true`)
+    /// local; `-` or `dest=-`: a tar or archive on stdout), or push it: `type=registry,name=NAME[,NAME…]` (also `type=image,push=true`)
     #[arg(short = 'o', long = "output")]
     outputs: Vec<String>,
     /// Export the build cache: `type=local,dest=DIR` or `type=registry,ref=NAME`
@@ -396,6 +396,9 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
             Err(e) => return Ok(fail(e)),
         }
     }
+    if outputs.iter().filter(|o| o.is_stdout()).count() > 1 {
+        return Ok(fail("only one --output can write to stdout"));
+    }
     // The image's names: -t's, and the names it is pushed to.
     for n in &push_to {
         if !tags.contains(n) {
@@ -532,7 +535,8 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
             if let Some(path) = &args.iidfile {
                 std::fs::write(path, &id)?;
             }
-            if args.quiet {
+            // An archive on stdout is all stdout carries.
+            if args.quiet && !outputs.iter().any(|o| o.is_stdout()) {
                 println!("{id}");
             }
             Ok(ExitCode::SUCCESS)
