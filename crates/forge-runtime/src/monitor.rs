@@ -97,18 +97,13 @@ impl Runtime {
                 reason: "the image has no layers".to_owned(),
             });
         }
-        let rootfs = if cfg.read_only {
-            RootFs::Overlay {
-                lowerdirs,
-                upperdir: None,
-                workdir: None,
-            }
-        } else {
-            RootFs::Overlay {
-                lowerdirs,
-                upperdir: Some(paths.upper()),
-                workdir: Some(paths.work()),
-            }
+        // --read-only keeps the writable overlay for what the sandbox itself makes
+        // (a missing working directory, mountpoints) and remounts the root
+        // read-only before the command starts, as docker's daemon does.
+        let rootfs = RootFs::Overlay {
+            lowerdirs,
+            upperdir: Some(paths.upper()),
+            workdir: Some(paths.work()),
         };
         let mut process = ProcessSpec::new(cfg.args());
         // docker's default: setuid programs work in containers.
@@ -125,6 +120,7 @@ impl Runtime {
         drop(view);
         crate::runtime::apply_user(&mut process, u);
         let mut spec = SandboxSpec::new(rootfs, process);
+        spec.readonly_rootfs = cfg.read_only;
         spec.hostname = cfg.hostname.clone();
         spec.network = match cfg.network {
             NetworkMode::Host => Network::Host,

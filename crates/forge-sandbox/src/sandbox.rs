@@ -784,7 +784,7 @@ impl Sandbox {
                 )
             })
             .collect();
-        let exec = exec_plan(
+        let mut exec = exec_plan(
             p,
             [
                 stdin_child.as_ref().map(AsRawFd::as_raw_fd),
@@ -795,6 +795,10 @@ impl Sandbox {
             spec.capabilities.unwrap_or_else(CapSet::docker_default),
             &candidates,
         )?;
+        // A read-only bind root is the caller's directory: nothing is made in it.
+        if matches!(spec.rootfs, RootFs::Bind { readonly: true, .. }) {
+            exec.cwd_dirs.clear();
+        }
 
         let (lifeline_r, lifeline_w) = pipe()?;
         let (go_r, go_w) = pipe()?;
@@ -823,7 +827,8 @@ impl Sandbox {
                     .iter()
                     .map(|m| cstring("readonly_paths", m.as_os_str().as_bytes()))
                     .collect::<Result<_, _>>()?,
-                readonly_root: matches!(spec.rootfs, RootFs::Bind { readonly: true, .. }),
+                readonly_root: spec.readonly_rootfs
+                    || matches!(spec.rootfs, RootFs::Bind { readonly: true, .. }),
             },
             scratch_fd,
             hostname: spec.hostname.as_bytes().to_vec(),

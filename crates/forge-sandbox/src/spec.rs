@@ -327,6 +327,10 @@ pub struct SandboxSpec {
     pub cgroup_parent: String,
     /// A unique name; generated when `None`. `[A-Za-z0-9_.-]`, at most 64 bytes.
     pub id: Option<String>,
+    /// The root is remounted read-only once set up (OCI's `root.readonly`, docker's
+    /// `--read-only`): the writable overlay still receives a missing working
+    /// directory and the mountpoints, the process writes nothing.
+    pub readonly_rootfs: bool,
 }
 
 impl SandboxSpec {
@@ -349,6 +353,7 @@ impl SandboxSpec {
             state_dir: PathBuf::from("/run/forge/sandbox"),
             cgroup_parent: "forge".to_owned(),
             id: None,
+            readonly_rootfs: false,
         }
     }
 }

@@ -72,9 +72,13 @@ fn fork_bomb_is_bounded_by_the_pids_limit() {
     let mut spec = s.spec(&[
         "sh",
         "-c",
-        // The bomb is forked first, while pids are free; the main shell then
-        // runs only builtins, so it outlives the bomb and ends the step.
-        "(bomb() { bomb | bomb & }; bomb) & while [ ! -e /signal/go ]; do :; done; echo done",
+        // The bomb is forked first, while pids are free; it forks sleepers until
+        // fork fails, and they stay, so the limit is held until the end (a classic
+        // `bomb | bomb &` can die out between two looks on a busy machine). The main
+        // shell then runs only builtins, so it outlives the bomb and ends the step;
+        // pid 1 kills the sleepers.
+        "(while :; do sleep 1000 & done) 2>/dev/null & \
+         while [ ! -e /signal/go ]; do :; done; echo done",
     ]);
     spec.mounts.push(MountSpec::Bind {
         source: signal.clone(),

@@ -162,6 +162,30 @@ fn read_only_limits_and_isolation() {
         ],
         0,
     );
+    // A missing working directory is made first, even on a read-only root, as
+    // docker's daemon does; `..` is walked by the kernel, as runc's MkdirAll.
+    let (out, _) = expect_code(
+        &root,
+        &[
+            "run",
+            "--rm",
+            "--read-only",
+            "-w",
+            "/new/dir",
+            "busybox",
+            "sh",
+            "-c",
+            "pwd; touch here",
+        ],
+        1,
+    );
+    assert_eq!(out, "/new/dir\n");
+    let (out, _) = expect_code(
+        &root,
+        &["run", "--rm", "-w", "/bin/../made", "busybox", "pwd"],
+        0,
+    );
+    assert_eq!(out, "/made\n");
 
     // 64 MB of memory in a 16 MB container: the OOM killer ends it.
     let r = run(
