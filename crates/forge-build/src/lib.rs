@@ -38,4 +38,6 @@ pub mod progress;
 pub mod solve;
 
 pub use graph::{Graph, Op, Vertex, VertexId};
-pub use lower::{lower, ImageResolver, LowerError, LowerOptions, Plan, ResolvedImage, StageOutput};
+pub use lower::{
+    lower, ImageResolver, LowerError, LowerOptions, Plan, Platform, ResolvedImage, StageOutput,
+};

@@ -39,6 +39,9 @@ pub struct Args {
     /// Push the image to its registry under every -t name (as --output=type=registry)
     #[arg(long)]
     push: bool,
+    /// Target platform (`os/arch[/variant]`; the host's only: forge does not emulate)
+    #[arg(long, value_delimiter = ',')]
+    platform: Vec<String>,
     /// Do not use the cache for these stages (by name; may be repeated or comma-separated)
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     no_cache_filter: Vec<String>,
@@ -394,6 +397,17 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
         match forge_build::export::Output::parse(o) {
             Ok(o) => outputs.push(o),
             Err(e) => return Ok(fail(e)),
+        }
+    }
+    let host = forge_build::Platform::host();
+    for p in &args.platform {
+        let mut parts = p.split('/');
+        let (os, arch) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        if os != host.os || arch != host.arch {
+            return Ok(fail(format!(
+                "platform {p} is not supported: forge builds for the host platform {} only",
+                host.format()
+            )));
         }
     }
     if outputs.iter().filter(|o| o.is_stdout()).count() > 1 {
