@@ -396,22 +396,63 @@ impl StatCache {
         rel: &str,
         meta: &fs::Metadata,
     ) -> Result<Digest, ContextError> {
-        let key = format!("{}\0{rel}", root.display());
-        let stat = |digest: String| CachedStat {
+        let mut d = self.file_digests(root, &[(rel.to_owned(), meta.clone())])?;
+        Ok(d.remove(0))
+    }
+
+    /// The content digests of the files `root/rel`, in order: from the cache where a
+    /// file's stat is unchanged, the others read and hashed on every core (a CI
+    /// machine starts with no stat cache, and a context can be large).
+    pub fn file_digests(
+        &mut self,
+        root: &Path,
+        files: &[(String, fs::Metadata)],
+    ) -> Result<Vec<Digest>, ContextError> {
+        let key = |rel: &str| format!("{}\0{rel}", root.display());
+        let mut out: Vec<Option<Digest>> = files
+            .iter()
+            .map(|(rel, meta)| {
+                let c = self.entries.get(&key(rel))?;
+                (*c == CachedStat::of(meta, c.digest.clone()))
+                    .then(|| Digest::parse(&c.digest).ok())
+                    .flatten()
+            })
+            .collect();
+        let misses: Vec<usize> = (0..files.len()).filter(|&i| out[i].is_none()).collect();
+        let hashed = hash_files_parallel(root, files, &misses)?;
+        for (i, d) in misses.into_iter().zip(hashed) {
+            let (rel, meta) = &files[i];
+            self.entries
+                .insert(key(rel), CachedStat::of(meta, d.to_string()));
+            self.dirty = true;
+            out[i] = Some(d);
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+}
+
+impl CachedStat {
+    fn of(meta: &fs::Metadata, digest: String) -> CachedStat {
+        CachedStat {
             dev: meta.dev(),
             ino: meta.ino(),
             size: meta.len(),
             mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
             ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
             digest,
-        };
-        if let Some(c) = self.entries.get(&key) {
-            if *c == stat(c.digest.clone()) {
-                if let Ok(d) = Digest::parse(&c.digest) {
-                    return Ok(d);
-                }
-            }
         }
+    }
+}
+
+/// The sha256 of each `files[i]` for `i` in `which`, in that order, read by as many
+/// threads as there are cores (each takes the next file until none is left).
+fn hash_files_parallel(
+    root: &Path,
+    files: &[(String, fs::Metadata)],
+    which: &[usize],
+) -> Result<Vec<Digest>, ContextError> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hash = |rel: &str| -> Result<Digest, ContextError> {
         let path = root.join(rel);
         let mut f = fs::File::open(&path).map_err(io_err(&path))?;
         let mut h = Hasher::new(Algorithm::Sha256);
@@ -423,11 +464,51 @@ impl StatCache {
             }
             h.update(&buf[..n]);
         }
-        let d = h.finish();
-        self.entries.insert(key, stat(d.to_string()));
-        self.dirty = true;
-        Ok(d)
+        Ok(h.finish())
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(which.len().div_ceil(16))
+        .max(1);
+    if threads == 1 {
+        return which.iter().map(|&i| hash(&files[i].0)).collect();
     }
+    let next = AtomicUsize::new(0);
+    let results: Vec<Vec<(usize, Result<Digest, ContextError>)>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&i) = which.get(k) else { break };
+                        done.push((k, hash(&files[i].0)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_default())
+            .collect()
+    });
+    let mut ordered: Vec<Option<Result<Digest, ContextError>>> =
+        (0..which.len()).map(|_| None).collect();
+    for (k, r) in results.into_iter().flatten() {
+        ordered[k] = Some(r);
+    }
+    ordered
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                Err(ContextError::Io {
+                    path: root.to_path_buf(),
+                    source: io::Error::other("a hashing thread panicked"),
+                })
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -551,6 +632,41 @@ mod tests {
             None
         )
         .is_err());
+    }
+
+    #[test]
+    fn many_files_are_hashed_in_parallel_in_order_and_cached() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut files = Vec::new();
+        for n in 0..200 {
+            let rel = format!("f{n:03}");
+            fs::write(d.path().join(&rel), format!("content {n}\n").repeat(n + 1)).expect("write");
+            let meta = fs::symlink_metadata(d.path().join(&rel)).expect("meta");
+            files.push((rel, meta));
+        }
+        let mut cache = StatCache::default();
+        let got = cache.file_digests(d.path(), &files).expect("digests");
+        let want: Vec<Digest> = files
+            .iter()
+            .map(|(rel, _)| {
+                let mut h = Hasher::new(Algorithm::Sha256);
+                h.update(&fs::read(d.path().join(rel)).expect("read"));
+                h.finish()
+            })
+            .collect();
+        assert_eq!(got, want);
+        // All from the cache now, even with the files gone.
+        cache.dirty = false;
+        for (rel, _) in &files {
+            fs::remove_file(d.path().join(rel)).expect("rm");
+        }
+        assert_eq!(cache.file_digests(d.path(), &files).expect("cached"), want);
+        assert!(!cache.dirty);
+        // A missing file that must be read is an error naming it.
+        let err = StatCache::default()
+            .file_digests(d.path(), &files[..40])
+            .expect_err("gone");
+        assert!(err.to_string().contains("f0"), "{err}");
     }
 
     #[test]

@@ -1338,20 +1338,29 @@ pub fn source_digest(
     })?;
     let exclude = Matcher::new(&op.exclude)?;
     let items = Planner { op, src: &src }.plan()?;
-    let mut h = Hasher::new(Algorithm::Sha256);
-    let mut entry = |h: &mut Hasher, rel: &str, shown: &str| -> Result<(), CopyError> {
+    // What is hashed, in order: bytes, and the contents of files, whose digests are
+    // computed together at the end (in parallel, from the stat cache when it can).
+    #[derive(Default)]
+    struct Parts {
+        parts: Vec<Option<Vec<u8>>>,
+        files: Vec<(String, std::fs::Metadata)>,
+    }
+    impl Parts {
+        fn update(&mut self, bytes: &[u8]) {
+            self.parts.push(Some(bytes.to_vec()));
+        }
+    }
+    let mut h = Parts::default();
+    let entry = |h: &mut Parts, rel: &str, shown: &str| -> Result<(), CopyError> {
         let full = ctx.root().join(rel);
         let meta =
             std::fs::symlink_metadata(&full).map_err(ioe_at("stat", &fsx::split_str(rel)))?;
         let ft = meta.file_type();
         h.update(format!("\0{shown}\0{:o}\0{}\0", meta.mode(), meta.len()).as_bytes());
         if ft.is_file() {
-            let d = stat_cache
-                .file_digest(ctx.root(), rel, &meta)
-                .map_err(|e| {
-                    ioe_at("read", &fsx::split_str(rel))(io::Error::other(e.to_string()))
-                })?;
-            h.update(d.as_str().as_bytes());
+            // A file's place: its digest goes here.
+            h.parts.push(None);
+            h.files.push((rel.to_owned(), meta));
         } else if ft.is_symlink() {
             let target =
                 std::fs::read_link(&full).map_err(ioe_at("readlink", &fsx::split_str(rel)))?;
@@ -1413,5 +1422,31 @@ pub fn source_digest(
             }
         }
     }
-    Ok(h.finish())
+    let digests = stat_cache
+        .file_digests(ctx.root(), &h.files)
+        .map_err(|e| match e {
+            crate::context::ContextError::Io { path, source } => CopyError::Io {
+                op: "read",
+                path: path.display().to_string(),
+                source,
+            },
+            e => CopyError::Io {
+                op: "read",
+                path: ctx.root().display().to_string(),
+                source: io::Error::other(e.to_string()),
+            },
+        })?;
+    let mut digests = digests.iter();
+    let mut hasher = Hasher::new(Algorithm::Sha256);
+    for part in &h.parts {
+        match part {
+            Some(bytes) => hasher.update(bytes),
+            None => {
+                if let Some(d) = digests.next() {
+                    hasher.update(d.as_str().as_bytes());
+                }
+            }
+        }
+    }
+    Ok(hasher.finish())
 }
