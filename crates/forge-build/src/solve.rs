@@ -909,6 +909,9 @@ fn run_exec(
         process,
     );
     spec.hostname = "buildkitsandbox".into();
+    // A step has no limits: its pid namespace holds its processes, and the cgroup
+    // attach would cost each RUN a kernel grace period.
+    spec.use_cgroup = false;
     spec.network = match e.network {
         Network::None => forge_sandbox::Network::None,
         Network::Host | Network::Default => forge_sandbox::Network::Host,

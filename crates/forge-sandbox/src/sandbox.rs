@@ -204,6 +204,12 @@ fn validate(spec: &SandboxSpec) -> Result<(), SandboxError> {
     if spec.process.args.is_empty() || spec.process.args[0].is_empty() {
         return invalid("process.args", "no command");
     }
+    let l = &spec.limits;
+    if !spec.use_cgroup
+        && (l.memory.is_some() || l.memory_swap.is_some() || l.cpus.is_some() || l.pids.is_some())
+    {
+        return invalid("limits", "cgroup limits need use_cgroup");
+    }
     if !spec.process.cwd.is_absolute() {
         return invalid("process.cwd", "must be an absolute path");
     }
@@ -740,7 +746,11 @@ impl Sandbox {
         let ops = mount_ops(spec, &etc_files)?;
         let rootfs_fd = prepare_rootfs(spec, &ops, state, &mut sb.created)?;
 
-        let cgroup = Cgroup::plan(&spec.cgroup_parent, &id, spec.limits.freezer);
+        let cgroup = if spec.use_cgroup {
+            Cgroup::plan(&spec.cgroup_parent, &id, spec.limits.freezer)
+        } else {
+            Cgroup::none()
+        };
         cgroup.check(&spec.limits)?;
         let paths: Vec<&Path> = cgroup.dirs.iter().map(|d| d.path.as_path()).collect();
         state.record(state::RECORD_CGROUP, &paths)?;

@@ -325,6 +325,12 @@ pub struct SandboxSpec {
     pub state_dir: PathBuf,
     /// Sandboxes go in cgroup `<cgroup_parent>/<id>` of every hierarchy used.
     pub cgroup_parent: String,
+    /// `false`: no cgroup of its own (the sandbox stays in the caller's), so no
+    /// limits, usage figures or freezing; its processes are still contained by the
+    /// pid namespace, which the kernel empties when pid 1 dies. A build step without
+    /// limits needs no more, and skips the cgroup attach, which on cgroup v1 waits
+    /// for an RCU grace period (~10 ms) per start.
+    pub use_cgroup: bool,
     /// A unique name; generated when `None`. `[A-Za-z0-9_.-]`, at most 64 bytes.
     pub id: Option<String>,
     /// The root is remounted read-only once set up (OCI's `root.readonly`, docker's
@@ -352,6 +358,7 @@ impl SandboxSpec {
             readonly_paths: DEFAULT_READONLY_PATHS.iter().map(PathBuf::from).collect(),
             state_dir: PathBuf::from("/run/forge/sandbox"),
             cgroup_parent: "forge".to_owned(),
+            use_cgroup: true,
             id: None,
             readonly_rootfs: false,
         }

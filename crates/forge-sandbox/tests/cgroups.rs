@@ -161,3 +161,36 @@ fn cgroups_exist_during_the_run_and_are_removed_after() {
         assert!(!d.exists(), "{} left behind", d.display());
     }
 }
+
+#[test]
+fn without_a_cgroup_the_pid_namespace_still_holds_everything() {
+    let s = Scratch::new();
+    // A background sleeper the command leaves behind: pid 1 ends it, no cgroup needed.
+    let mut spec = s.spec(&["sh", "-c", "sleep 4321 & echo ran"]);
+    spec.use_cgroup = false;
+    spec.id = Some(format!("nocg-{}", std::process::id()));
+    let sb = Sandbox::spawn(&spec).expect("spawn");
+    let dirs = cgroup_dirs(spec.id.as_deref().expect("id"));
+    assert!(
+        dirs.iter().all(|d| !d.exists()),
+        "a cgroup was made: {dirs:?}"
+    );
+    let out = sb.wait_with_output().expect("wait");
+    assert_eq!(out.status, ExitStatus::Exited(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+    let leftover = std::process::Command::new("pgrep")
+        .args(["-f", "^sleep 4321$"])
+        .output()
+        .expect("pgrep");
+    assert!(
+        leftover.stdout.is_empty(),
+        "the sleeper outlived the sandbox: {}",
+        String::from_utf8_lossy(&leftover.stdout)
+    );
+    // Limits need a cgroup: refused, not silently ignored.
+    let mut spec = s.spec(&["true"]);
+    spec.use_cgroup = false;
+    spec.limits.pids = Some(10);
+    let err = Sandbox::spawn(&spec).expect_err("limits without a cgroup");
+    assert!(err.to_string().contains("use_cgroup"), "{err}");
+}

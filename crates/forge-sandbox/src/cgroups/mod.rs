@@ -235,6 +235,11 @@ pub(crate) fn read_key(path: &Path, key: &str) -> Option<u64> {
 }
 
 impl Cgroup {
+    /// No cgroup at all: nothing to create, join or remove.
+    pub fn none() -> Cgroup {
+        Cgroup { dirs: Vec::new() }
+    }
+
     /// The directories a sandbox would get (nothing created yet); a v1
     /// freezer hierarchy only with `freezer`.
     pub fn plan(parent: &str, id: &str, freezer: bool) -> Cgroup {
