@@ -81,7 +81,7 @@ use super::fetch::{self, FetchError};
 use super::fsx::{self, kind, lstat_at, open_dir_at, walk_dir, Comps, Node, Walked};
 use super::mode::Chmod;
 pub use super::mode::ChmodError;
-use super::reuse::{layer_key, Expected, Previous, Reuser, SourceStamp};
+use super::reuse::{layer_key, Candidate, Expected, Previous, Reuser, SourceStamp};
 use super::source::{has_wildcard, may_contain, Src, SrcError};
 use crate::context::{BuildContext, StatCache};
 use crate::graph;
@@ -473,13 +473,26 @@ struct FileJob {
     atime: TimeSpec,
     mtime: TimeSpec,
     stamp: Option<(String, SourceStamp)>,
+    /// The previous result's file to hard-link instead, when it still stands for it.
+    previous: Option<Candidate>,
 }
 
+/// What a [`FileJob`] did: the bytes copied, and whether it linked the previous file.
+type JobResult = Result<(u64, bool), CopyError>;
+
 impl FileJob {
-    /// Writes the file; the bytes copied.
-    fn run(&self) -> Result<u64, CopyError> {
+    /// Writes the file (or links the previous result's): the bytes copied, and
+    /// whether it was linked.
+    fn run(&self) -> JobResult {
         let dst_path = &self.dst_path;
         let (sdir, ddir) = &*self.dirs;
+        if self
+            .previous
+            .as_ref()
+            .is_some_and(|c| c.link(ddir.as_fd(), &self.dname))
+        {
+            return Ok((0, true));
+        }
         let mut from =
             fsx::open_file_at(sdir.as_fd(), &self.sname).map_err(ioe_at("open", dst_path))?;
         let fd = openat(
@@ -496,7 +509,7 @@ impl FileJob {
             .map_err(io_at("chmod", dst_path))?;
         fsx::set_xattrs(to.as_fd(), &fsx::xattrs(from.as_fd()));
         futimens(to.as_fd(), &self.atime, &self.mtime).map_err(io_at("utimes", dst_path))?;
-        Ok(n)
+        Ok((n, false))
     }
 }
 
@@ -1051,16 +1064,11 @@ impl<'a> Copier<'a> {
                 let stamped = (self.src.is_context() && st.st_nlink == 1)
                     .then(|| layer_key(dst_path).map(|k| (k, SourceStamp::of(st))))
                     .flatten();
-                if let Some((key, stamp)) = stamped.as_ref() {
-                    if self.link_previous(key, dst_path, stamp, st, dst, dname) {
-                        self.out.files += 1;
-                        self.out.reused += 1;
-                        self.out.stamps.insert(key.clone(), *stamp);
-                        return Ok(None);
-                    }
-                }
+                let previous = stamped
+                    .as_ref()
+                    .and_then(|(key, stamp)| self.candidate(key, dst_path, stamp, st));
                 // A file with one link needs nothing copied before it: it may be
-                // written in parallel with the rest of its directory walk.
+                // written (or linked) in parallel with the rest of its directory walk.
                 let queued = st.st_nlink == 1 && self.pending.is_some();
                 let job = FileJob {
                     dirs: self.job_dirs(sdir, dst, dst_path, queued)?,
@@ -1073,6 +1081,7 @@ impl<'a> Copier<'a> {
                     atime,
                     mtime,
                     stamp: stamped,
+                    previous,
                 };
                 if queued {
                     if let Some(pending) = self.pending.as_mut() {
@@ -1080,8 +1089,8 @@ impl<'a> Copier<'a> {
                         return Ok(None);
                     }
                 }
-                let n = job.run()?;
-                self.finished(job, n);
+                let (n, reused) = job.run()?;
+                self.finished(job, n, reused);
                 if st.st_nlink > 1 {
                     links.insert(key, dst_path.to_vec());
                 }
@@ -1179,9 +1188,10 @@ impl<'a> Copier<'a> {
         Ok(dirs)
     }
 
-    fn finished(&mut self, job: FileJob, bytes: u64) {
+    fn finished(&mut self, job: FileJob, bytes: u64, reused: bool) {
         self.out.bytes += bytes;
         self.out.files += 1;
+        self.out.reused += u64::from(reused);
         if let Some((key, stamp)) = job.stamp {
             self.out.stamps.insert(key, stamp);
         }
@@ -1200,11 +1210,11 @@ impl<'a> Copier<'a> {
             .map_or(1, usize::from)
             .clamp(1, 8)
             .min(jobs.len().div_ceil(64).max(1));
-        let results: Vec<Result<u64, CopyError>> = if threads <= 1 {
+        let results: Vec<JobResult> = if threads <= 1 {
             jobs.iter().map(FileJob::run).collect()
         } else {
             let next = std::sync::atomic::AtomicUsize::new(0);
-            let slots: Vec<std::sync::Mutex<Option<Result<u64, CopyError>>>> =
+            let slots: Vec<std::sync::Mutex<Option<JobResult>>> =
                 jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
             std::thread::scope(|scope| {
                 for _ in 0..threads {
@@ -1232,24 +1242,22 @@ impl<'a> Copier<'a> {
                 .collect()
         };
         for (job, r) in jobs.into_iter().zip(results) {
-            let n = r?;
-            self.finished(job, n);
+            let (n, reused) = r?;
+            self.finished(job, n, reused);
         }
         Ok(())
     }
 
-    /// Hard-links the previous result's file for `dst_path` into `dst` when its source
-    /// is unchanged and it has the metadata this copy would give it. Any failure means
-    /// the file is copied instead.
-    fn link_previous(
+    /// The previous result's file that may stand for `dst_path`: its source is
+    /// unchanged; the job linking it checks it has the metadata this copy would give
+    /// it, and copies the file otherwise.
+    fn candidate(
         &mut self,
         key: &str,
         dst_path: &[OsString],
         stamp: &SourceStamp,
         st: &FileStat,
-        dst: &DirHandle,
-        dname: &OsStr,
-    ) -> bool {
+    ) -> Option<Candidate> {
         let (uid, gid) = self.owner_for(st);
         let want = Expected {
             size: st.st_size,
@@ -1258,20 +1266,7 @@ impl<'a> Copier<'a> {
             gid,
             mtime: (st.st_mtime, st.st_mtime_nsec),
         };
-        let Some(reuse) = self.reuse.as_mut() else {
-            return false;
-        };
-        let Some((dir, name)) = reuse.find(key, dst_path, stamp, &want) else {
-            return false;
-        };
-        linkat(
-            dir.as_fd(),
-            name.as_os_str(),
-            dst.upper.as_fd(),
-            dname,
-            AtFlags::empty(),
-        )
-        .is_ok()
+        self.reuse.as_mut()?.find(key, dst_path, stamp, want)
     }
 
     /// Writes a file that comes from no tree (a download, a heredoc).

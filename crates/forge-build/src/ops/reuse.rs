@@ -27,13 +27,16 @@
 //! before the copy; a missing, unreadable or stale record only means a full copy.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::OsString;
-use std::os::fd::{AsFd, OwnedFd};
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use forge_oci::Digest;
 use forge_store::{Store, StoreDir, StoreError};
+use nix::fcntl::AtFlags;
 use nix::sys::stat::FileStat;
+use nix::unistd::linkat;
 use serde::{Deserialize, Serialize};
 
 use super::fsx::{self, Comps, Walked};
@@ -148,7 +151,40 @@ pub(crate) fn layer_key(path: &[OsString]) -> Option<String> {
 pub(crate) struct Reuser {
     files: HashMap<String, SourceStamp>,
     root: OwnedFd,
-    dir: Option<(Comps, Option<OwnedFd>)>,
+    dir: Option<(Comps, Option<Arc<OwnedFd>>)>,
+}
+
+/// Where the previous result may hold a file to hard-link, and what that file must be.
+pub(crate) struct Candidate {
+    pub(crate) dir: Arc<OwnedFd>,
+    pub(crate) name: OsString,
+    pub(crate) want: Expected,
+}
+
+impl Candidate {
+    /// Links the previous file to `ddir/dname` if it has exactly the metadata the copy
+    /// would give it (checked here, where the link is made, so that this can run on
+    /// any thread); `false` when it cannot stand for the copy.
+    pub(crate) fn link(&self, ddir: BorrowedFd<'_>, dname: &OsStr) -> bool {
+        let Ok(Some(st)) = fsx::lstat_at(self.dir.as_fd(), &self.name) else {
+            return false;
+        };
+        let w = &self.want;
+        let same = fsx::kind(&st) == nix::sys::stat::SFlag::S_IFREG
+            && st.st_size == w.size
+            && st.st_mode & 0o7777 == w.perm
+            && st.st_uid == w.uid
+            && st.st_gid == w.gid
+            && (st.st_mtime, st.st_mtime_nsec) == w.mtime;
+        same && linkat(
+            self.dir.as_fd(),
+            self.name.as_os_str(),
+            ddir,
+            dname,
+            AtFlags::empty(),
+        )
+        .is_ok()
+    }
 }
 
 impl Reuser {
@@ -162,35 +198,32 @@ impl Reuser {
         })
     }
 
-    /// The directory of the previous result holding `path` (relative to the layer
-    /// root) and the file's name, if `path`'s source had `stamp` there and the file
-    /// there is a regular file with the metadata `want`.
+    /// The previous result's file for `path` (relative to the layer root), if
+    /// `path`'s source had `stamp` when that result was made: a [`Candidate`] to link,
+    /// which still checks the file is a regular file with the metadata `want`.
     pub(crate) fn find(
         &mut self,
         key: &str,
         path: &[OsString],
         stamp: &SourceStamp,
-        want: &Expected,
-    ) -> Option<(&OwnedFd, OsString)> {
+        want: Expected,
+    ) -> Option<Candidate> {
         if self.files.get(key) != Some(stamp) {
             return None;
         }
         let (name, parent) = path.split_last()?;
         if self.dir.as_ref().map(|(p, _)| p.as_slice()) != Some(parent) {
             let fd = match fsx::walk_dir(self.root.as_fd(), parent) {
-                Ok(Walked::Dir(fd)) => Some(fd),
+                Ok(Walked::Dir(fd)) => Some(Arc::new(fd)),
                 _ => None,
             };
             self.dir = Some((parent.to_vec(), fd));
         }
-        let dir = self.dir.as_ref()?.1.as_ref()?;
-        let st = fsx::lstat_at(dir.as_fd(), name).ok()??;
-        let same = fsx::kind(&st) == nix::sys::stat::SFlag::S_IFREG
-            && st.st_size == want.size
-            && st.st_mode & 0o7777 == want.perm
-            && st.st_uid == want.uid
-            && st.st_gid == want.gid
-            && (st.st_mtime, st.st_mtime_nsec) == want.mtime;
-        same.then(|| (dir, name.clone()))
+        let dir = Arc::clone(self.dir.as_ref()?.1.as_ref()?);
+        Some(Candidate {
+            dir,
+            name: name.clone(),
+            want,
+        })
     }
 }
