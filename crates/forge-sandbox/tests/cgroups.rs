@@ -178,14 +178,18 @@ fn without_a_cgroup_the_pid_namespace_still_holds_everything() {
     let out = sb.wait_with_output().expect("wait");
     assert_eq!(out.status, ExitStatus::Exited(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
-    let leftover = std::process::Command::new("pgrep")
-        .args(["-f", "^sleep 4321$"])
-        .output()
-        .expect("pgrep");
+    // Any process still running `sleep 4321` (read from /proc: no procps needed).
+    let leftover: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x004321\x00")
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     assert!(
-        leftover.stdout.is_empty(),
-        "the sleeper outlived the sandbox: {}",
-        String::from_utf8_lossy(&leftover.stdout)
+        leftover.is_empty(),
+        "the sleeper outlived the sandbox: pids {leftover:?}"
     );
     // Limits need a cgroup: refused, not silently ignored.
     let mut spec = s.spec(&["true"]);
