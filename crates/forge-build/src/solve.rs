@@ -912,6 +912,8 @@ fn run_exec(
     // A step has no limits: its pid namespace holds its processes, and the cgroup
     // attach would cost each RUN a kernel grace period.
     spec.use_cgroup = false;
+    // The commit syncs the upper dir; a step cut short is discarded.
+    spec.volatile_upper = true;
     spec.network = match e.network {
         Network::None => forge_sandbox::Network::None,
         Network::Host | Network::Default => forge_sandbox::Network::Host,

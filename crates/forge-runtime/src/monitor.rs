@@ -121,6 +121,10 @@ impl Runtime {
         crate::runtime::apply_user(&mut process, u);
         let mut spec = SandboxSpec::new(rootfs, process);
         spec.readonly_rootfs = cfg.read_only;
+        // A --rm container's writable layer is deleted when it exits: syncing it on
+        // the way out would only wait for the disk. Any other keeps docker's
+        // durability (its fsyncs reach the disk; it survives a host crash).
+        spec.volatile_upper = cfg.auto_remove;
         spec.hostname = cfg.hostname.clone();
         spec.network = match cfg.network {
             NetworkMode::Host => Network::Host,

@@ -38,6 +38,8 @@ pub(crate) struct Layers<'a> {
     pub lower: &'a [PathBuf],
     pub upper: Option<&'a Path>,
     pub work: Option<&'a Path>,
+    /// Mount the upper dir `volatile` (see [`SandboxSpec::volatile_upper`](crate::SandboxSpec::volatile_upper)).
+    pub volatile: bool,
 }
 
 const FIXED_OPTIONS: [(&CStr, &CStr); 4] = [
@@ -138,11 +140,12 @@ fn with_fsconfig(layers: &Layers<'_>) -> Result<Option<OwnedFd>, SandboxError> {
         sys::fsconfig_string(fs.as_fd(), c"workdir", &cpath(work)?)
             .map_err(|e| overlay_err(&format!("workdir {}", work.display()), layers, e))?;
         // volatile: releasing the overlay does not sync the upper filesystem
-        // (which costs tens of ms on a busy disk, for every step). Whoever
-        // keeps an upper dir syncs it itself: the snapshotter's commit calls
-        // syncfs before it renames the snapshot into place.
-        sys::fsconfig_flag(fs.as_fd(), c"volatile")
-            .map_err(|e| overlay_err("volatile", layers, e))?;
+        // (which costs tens of ms on a busy disk, for every step), for callers
+        // that sync the upper dir themselves.
+        if layers.volatile {
+            sys::fsconfig_flag(fs.as_fd(), c"volatile")
+                .map_err(|e| overlay_err("volatile", layers, e))?;
+        }
     }
     for (key, value) in FIXED_OPTIONS {
         sys::fsconfig_string(fs.as_fd(), key, value).map_err(|e| {
@@ -191,7 +194,9 @@ pub(crate) fn option_string(layers: &Layers<'_>) -> Vec<u8> {
         escape(upper, &mut s);
         s.extend_from_slice(b",workdir=");
         escape(work, &mut s);
-        s.extend_from_slice(b",volatile");
+        if layers.volatile {
+            s.extend_from_slice(b",volatile");
+        }
     }
     for (key, value) in FIXED_OPTIONS {
         s.push(b',');
@@ -299,6 +304,7 @@ mod tests {
                 lower: &lower,
                 upper: Some(&upper),
                 work: Some(&work),
+                volatile: true,
             };
             let fd = mount_detached(&layers, method, &scratch).expect("mount");
             let read = |name: &std::ffi::CStr| {
@@ -345,6 +351,7 @@ mod tests {
             lower: &lower,
             upper: None,
             work: None,
+            volatile: false,
         };
         match mount_detached(&layers, Method::OptionString, dir.path()) {
             Err(SandboxError::TooManyLayers { layers: 30, .. }) => {}
@@ -355,14 +362,20 @@ mod tests {
     #[test]
     fn option_string_escapes_separators() {
         let lower = vec![PathBuf::from("/a:b"), PathBuf::from("/c,d")];
-        let l = Layers {
+        let mut l = Layers {
             lower: &lower,
             upper: Some(Path::new("/u")),
             work: Some(Path::new("/w")),
+            volatile: true,
         };
         assert_eq!(
             String::from_utf8(option_string(&l)).expect("utf8"),
             "lowerdir=/a\\:b:/c\\,d,upperdir=/u,workdir=/w,volatile,index=off,redirect_dir=off,metacopy=off,xino=off"
+        );
+        l.volatile = false;
+        assert_eq!(
+            String::from_utf8(option_string(&l)).expect("utf8"),
+            "lowerdir=/a\\:b:/c\\,d,upperdir=/u,workdir=/w,index=off,redirect_dir=off,metacopy=off,xino=off"
         );
     }
 }

@@ -331,6 +331,12 @@ pub struct SandboxSpec {
     /// limits needs no more, and skips the cgroup attach, which on cgroup v1 waits
     /// for an RCU grace period (~10 ms) per start.
     pub use_cgroup: bool,
+    /// Mount an overlay's upper dir `volatile`: overlayfs then never syncs it, not
+    /// even for the process's own `fsync`, and after a host crash the upper dir is
+    /// to be thrown away. For callers that sync and discard it themselves (a build
+    /// step, whose commit calls syncfs before the snapshot is renamed into place);
+    /// off by default, so that a container's writes are as durable as docker's.
+    pub volatile_upper: bool,
     /// A unique name; generated when `None`. `[A-Za-z0-9_.-]`, at most 64 bytes.
     pub id: Option<String>,
     /// The root is remounted read-only once set up (OCI's `root.readonly`, docker's
@@ -359,6 +365,7 @@ impl SandboxSpec {
             state_dir: PathBuf::from("/run/forge/sandbox"),
             cgroup_parent: "forge".to_owned(),
             use_cgroup: true,
+            volatile_upper: false,
             id: None,
             readonly_rootfs: false,
         }

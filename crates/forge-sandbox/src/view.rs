@@ -54,6 +54,7 @@ impl RootFsView {
                                 lower: &layers,
                                 upper: None,
                                 work: None,
+                                volatile: false,
                             },
                             overlay::Method::Auto,
                             &scratch,

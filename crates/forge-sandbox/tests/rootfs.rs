@@ -132,6 +132,27 @@ fn a_missing_cwd_is_made_in_the_upper_dir_through_symlinks() {
 }
 
 #[test]
+fn the_upper_dir_is_volatile_only_when_asked() {
+    // A container's writes stay as durable as docker's; a build step, whose commit
+    // syncs, may skip overlayfs's syncing.
+    let root_mount = |volatile: bool| {
+        let s = Scratch::new();
+        let lower = bare_layer(&s);
+        let mut spec = s.spec_on(vec![lower], &["cat", "/proc/self/mounts"]);
+        spec.volatile_upper = volatile;
+        stdout(&spec)
+            .lines()
+            .find(|l| l.split(' ').nth(1) == Some("/"))
+            .expect("the root mount")
+            .to_owned()
+    };
+    let durable = root_mount(false);
+    assert!(!durable.contains("volatile"), "{durable}");
+    let volatile = root_mount(true);
+    assert!(volatile.contains("volatile"), "{volatile}");
+}
+
+#[test]
 fn the_mountpoint_layer_keeps_existing_directories_attributes() {
     let s = Scratch::new();
     let lower = bare_layer(&s);

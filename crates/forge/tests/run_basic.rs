@@ -778,3 +778,23 @@ fn identity_and_dev_as_docker_run_shows_them() {
         ]
     );
 }
+
+/// A kept container's writes are as durable as docker's (its root overlay is not
+/// `volatile`, so its own fsyncs reach the disk); a `--rm` one, deleted on exit, skips
+/// syncing a layer nobody keeps.
+#[test]
+fn only_removed_containers_have_a_volatile_root() {
+    let (_tmp, root) = store_with_busybox("run-durable");
+    let script = "grep ' / ' /proc/self/mounts | grep -c volatile; true";
+    let (kept, _) = expect_code(
+        &root,
+        &["run", "--name", "kept", "busybox", "sh", "-c", script],
+        0,
+    );
+    assert_eq!(kept, "0\n");
+    let (removed, _) = expect_code(&root, &["run", "--rm", "busybox", "sh", "-c", script], 0);
+    assert_eq!(removed, "1\n");
+    // The kept one starts again on its durable upper dir.
+    let (again, _) = expect_code(&root, &["start", "-a", "kept"], 0);
+    assert_eq!(again, "0\n");
+}
