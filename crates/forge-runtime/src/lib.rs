@@ -27,6 +27,7 @@
 //! shows its container as exited ([`Runtime::state`] reconciles).
 //! [`Volumes`] holds named and anonymous volumes.
 
+mod changes;
 mod config;
 mod error;
 mod image;
@@ -37,6 +38,7 @@ mod runtime;
 mod state;
 mod volumes;
 
+pub use changes::{Change, ChangeKind};
 pub use config::{
     parse_memory, ContainerConfig, CreateOptions, MountConfig, NetworkMode, PortConfig,
 };

@@ -266,6 +266,9 @@ impl Runtime {
             Err(e) => (137, false, e.to_string()),
         };
         // --rm: nobody will read the final state (unless the removal fails).
+        if cfg.auto_remove {
+            self.tell_waiters(&cfg.id, code);
+        }
         if cfg.auto_remove && self.remove_stopped(&cfg.id, true).is_ok() {
             return Ok(code);
         }

@@ -632,6 +632,46 @@ impl Runtime {
         }
     }
 
+    /// `docker diff`: the container's changes to its image's filesystem.
+    pub fn diff(&self, id: &str) -> Result<Vec<crate::Change>> {
+        let cfg = self.config(id)?;
+        let top = cfg.top_chain.as_deref().and_then(|c| Digest::parse(c).ok());
+        let lowers = self.store.view(top.as_ref())?;
+        crate::changes::changes(&self.paths(id).upper(), &lowers)
+    }
+
+    /// `docker rename`: the container answers to `new` from now on; the old
+    /// name is free. Allowed in any state, as docker.
+    pub fn rename(&self, id: &str, new: &str) -> Result<()> {
+        if !valid_name(new) {
+            return Err(RuntimeError::InvalidName(new.to_owned()));
+        }
+        let _guard = self.lock(id)?;
+        let mut cfg = self.config(id)?;
+        if cfg.name == new {
+            return Err(RuntimeError::Invalid {
+                what: "name",
+                value: new.to_owned(),
+                reason: "Renaming a container with the same name as its current name".to_owned(),
+            });
+        }
+        self.reserve_name(new, id)?;
+        let old = std::mem::replace(&mut cfg.name, new.to_owned());
+        let p = self.paths(id).config();
+        let written = serde_json::to_vec_pretty(&cfg)
+            .map_err(json_err("writing", &p))
+            .and_then(|bytes| write_atomic(&p, &bytes));
+        if let Err(e) = written {
+            let _ = fs::remove_file(self.name_link(new));
+            return Err(e);
+        }
+        let link = self.name_link(&old);
+        if fs::read_to_string(&link).is_ok_and(|s| s.trim() == id) {
+            let _ = fs::remove_file(&link);
+        }
+        Ok(())
+    }
+
     /// `docker stop`: the stop signal, then SIGKILL after `timeout` seconds
     /// (the container's `--stop-timeout` when `None`).
     pub fn stop(&self, id: &str, timeout: Option<u64>) -> Result<()> {
@@ -684,6 +724,73 @@ impl Runtime {
                 }
             }
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Where `forge wait`s register, so a `--rm` container's monitor can
+    /// hand them the exit status before the container is gone.
+    fn waiters_dir(&self) -> PathBuf {
+        self.containers.join(".waiters")
+    }
+
+    /// `docker wait`: block until the container stops; its exit status.
+    /// A container that is not running (created, exited) answers at once.
+    pub fn wait(&self, id: &str) -> Result<i32> {
+        let dir = self.waiters_dir();
+        fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+        let me = dir.join(format!("{id}.{}", std::process::id()));
+        fs::write(&me, b"").map_err(io_err("creating", &me))?;
+        let told = || {
+            fs::read_to_string(&me)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+        };
+        let result = (|| {
+            let first = self.state(id)?;
+            let Some(monitor) = first.monitor.filter(|_| first.status.is_live()) else {
+                return Ok(first.exit_code);
+            };
+            loop {
+                if let Some(code) = told() {
+                    return Ok(code);
+                }
+                // The monitor records the end and exits; a restart meanwhile
+                // brings a new monitor, and this wait is for the first end.
+                let ended = wait_process(&monitor, Duration::from_millis(200));
+                if let Some(code) = told() {
+                    return Ok(code);
+                }
+                if !self.paths(id).config().exists() {
+                    return Err(RuntimeError::NoSuchContainer(id.to_owned()));
+                }
+                if ended {
+                    return Ok(self.state(id)?.exit_code);
+                }
+            }
+        })();
+        let _ = fs::remove_file(&me);
+        result
+    }
+
+    /// Give every live `forge wait` of `id` its exit status (atomically:
+    /// a waiter reads either nothing or the whole number); files of waiters
+    /// that died are removed.
+    pub(crate) fn tell_waiters(&self, id: &str, code: i32) {
+        let dir = self.waiters_dir();
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some((of, pid)) = name.split_once('.') else {
+                continue;
+            };
+            let alive = pid.parse::<u32>().ok().and_then(ProcessId::of).is_some();
+            if !alive {
+                let _ = fs::remove_file(e.path());
+            } else if of == id {
+                let _ = write_atomic(&e.path(), code.to_string().as_bytes());
+            }
         }
     }
 

@@ -70,6 +70,14 @@ enum Command {
     Restart(commands::container::StopArgs),
     /// Kill one or more running containers
     Kill(commands::container::KillArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(commands::container::NamesArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(commands::container::PortArgs),
+    /// Rename a container
+    Rename(commands::container::RenameArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(commands::container::DiffArgs),
     /// Remove one or more containers
     Rm(commands::container::RmArgs),
     /// List containers
@@ -145,6 +153,14 @@ enum ContainerCommand {
     Restart(commands::container::StopArgs),
     /// Kill one or more running containers
     Kill(commands::container::KillArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(commands::container::NamesArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(commands::container::PortArgs),
+    /// Rename a container
+    Rename(commands::container::RenameArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(commands::container::DiffArgs),
     /// Remove one or more containers
     #[command(alias = "remove")]
     Rm(commands::container::RmArgs),
@@ -250,6 +266,18 @@ fn main() -> ExitCode {
         }
         Command::Kill(args) | Command::Container(ContainerCommand::Kill(args)) => {
             commands::container::kill(cli.root, args)
+        }
+        Command::Wait(args) | Command::Container(ContainerCommand::Wait(args)) => {
+            commands::container::wait(cli.root, args)
+        }
+        Command::Port(args) | Command::Container(ContainerCommand::Port(args)) => {
+            commands::container::port(cli.root, args)
+        }
+        Command::Rename(args) | Command::Container(ContainerCommand::Rename(args)) => {
+            commands::container::rename(cli.root, args)
+        }
+        Command::Diff(args) | Command::Container(ContainerCommand::Diff(args)) => {
+            commands::container::diff(cli.root, args)
         }
         Command::Rm(args) | Command::Container(ContainerCommand::Rm(args)) => {
             commands::container::rm(cli.root, args)

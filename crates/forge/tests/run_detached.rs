@@ -160,7 +160,8 @@ fn lifecycle_commands_behave_as_docker() {
         e["Status"].as_str().expect("status").ends_with("(Paused)"),
         "{e}"
     );
-    let (_, err) = expect_code(&root, &["exec", "life", "true"], 125);
+    // docker exec: the daemon's refusal is status 1 (125-127 are for the command).
+    let (_, err) = expect_code(&root, &["exec", "life", "true"], 1);
     assert!(err.contains("paused"), "{err}");
     expect_code(&root, &["pause", "life"], 1);
     ok(&root, &["unpause", "life"]);
@@ -195,7 +196,8 @@ fn lifecycle_commands_behave_as_docker() {
         "{e}"
     );
     assert!(ok(&root, &["ps", "-q"]).trim().is_empty());
-    expect_code(&root, &["exec", "life", "true"], 125);
+    let (_, err) = expect_code(&root, &["exec", "life", "true"], 1);
+    assert!(err.contains("not running"), "{err}");
 
     // start keeps the container's files.
     ok(&root, &["start", "life"]);
@@ -516,4 +518,144 @@ fn system_df_counts_containers_volumes_and_their_images() {
     let df = ok(&root, &["system", "df"]);
     assert_eq!(row(&df, "Containers"), ["0", "0", "0B", "0B"], "{df}");
     assert_eq!(row(&df, "Images")[..2], ["1", "0"], "{df}");
+}
+
+#[test]
+fn wait_port_rename_and_diff_behave_as_docker() {
+    let (tmp, root) = store_with_busybox("run-wait");
+    // wait: blocks until the end, prints each status; 1 for a missing one.
+    ok(
+        &root,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "w",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 1; exit 7",
+        ],
+    );
+    let t = Instant::now();
+    let r = run(&root, &["wait", "w", "no-such"]);
+    assert!(
+        t.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(r.stdout, "7\n");
+    assert_eq!(r.code, Some(1));
+    assert!(
+        r.stderr.contains("No such container: no-such"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        ok(&root, &["wait", "w"]),
+        "7\n",
+        "an exited one answers at once"
+    );
+    ok(&root, &["create", "--name", "fresh", "busybox", "true"]);
+    assert_eq!(ok(&root, &["wait", "fresh"]), "0\n");
+    // A --rm container is gone when it ends; its waiter still gets the status.
+    ok(
+        &root,
+        &[
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            "gone",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 1; exit 5",
+        ],
+    );
+    assert_eq!(ok(&root, &["wait", "gone"]), "5\n");
+    expect_code(&root, &["inspect", "gone"], 1);
+    let waiters = root.join("containers/.waiters");
+    assert!(
+        fs::read_dir(&waiters).map_or(true, |d| d.count() == 0),
+        "waiters leave nothing behind"
+    );
+
+    // port: the published ports of a running container.
+    let (p1, p2) = (free_port(), free_port());
+    let spec1 = format!("{p1}:80");
+    let spec2 = format!("127.0.0.1:{p2}:81");
+    ok(
+        &root,
+        &[
+            "run", "-d", "--name", "pub", "-p", &spec1, "-p", &spec2, "busybox", "sleep", "60",
+        ],
+    );
+    assert_eq!(
+        ok(&root, &["port", "pub"]),
+        format!("80/tcp -> 0.0.0.0:{p1}\n81/tcp -> 127.0.0.1:{p2}\n")
+    );
+    assert_eq!(
+        ok(&root, &["port", "pub", "81/tcp"]),
+        format!("127.0.0.1:{p2}\n")
+    );
+    let (_, err) = expect_code(&root, &["port", "pub", "82"], 1);
+    assert!(
+        err.contains("No public port '82/tcp' published for pub"),
+        "{err}"
+    );
+
+    // rename: the new name works, the old one is free, a taken one is refused.
+    let id = container_id(&root, "pub");
+    let (_, err) = expect_code(&root, &["rename", "pub", "w"], 1);
+    assert!(err.contains("already in use"), "{err}");
+    ok(&root, &["rename", "pub", "published"]);
+    assert_eq!(container_id(&root, "published"), id);
+    expect_code(&root, &["port", "pub"], 1);
+    assert_eq!(ps_entry(&root, "published")["Names"], "published");
+    ok(&root, &["run", "-d", "--name", "pub", "busybox", "true"]);
+    ok(&root, &["rm", "-f", "published", "pub", "w", "fresh"]);
+
+    // diff: the container's changes against its image, as docker lists them.
+    let ctx = tmp.path().join("nested");
+    fs::create_dir_all(&ctx).expect("ctx");
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN mkdir -p /a/b/c && echo x > /a/b/c/old\n",
+    )
+    .expect("Dockerfile");
+    ok(
+        &root,
+        &["build", "-q", "-t", "nested", ctx.to_str().expect("utf-8")],
+    );
+    let script = "touch /a/b/c/f; chmod 700 /a/b/c/old; echo hi >> /etc/passwd; \
+                  rm /bin/ls; mkdir -p /new/d; rm -rf /tmp; mkdir /tmp; touch /tmp/z";
+    ok(
+        &root,
+        &["run", "--name", "changed", "nested", "sh", "-c", script],
+    );
+    let diff = ok(&root, &["diff", "changed"]);
+    let expected = [
+        "C /a",
+        "C /a/b",
+        "C /a/b/c",
+        "A /a/b/c/f",
+        "C /a/b/c/old",
+        "C /bin",
+        "D /bin/ls",
+        "C /etc",
+        "C /etc/passwd",
+        "A /new",
+        "A /new/d",
+        "C /tmp",
+        "A /tmp/z",
+    ];
+    assert_eq!(diff.lines().collect::<Vec<_>>(), expected, "{diff}");
+    ok(
+        &root,
+        &["run", "--name", "removed", "nested", "rm", "-rf", "/a/b"],
+    );
+    assert_eq!(ok(&root, &["diff", "removed"]), "C /a\nD /a/b\n");
+    ok(&root, &["run", "--name", "untouched", "nested", "true"]);
+    assert_eq!(ok(&root, &["diff", "untouched"]), "");
 }

@@ -407,6 +407,115 @@ pub fn kill(root: Option<PathBuf>, args: KillArgs) -> anyhow::Result<ExitCode> {
     each(root, &args.containers, |rt, id| rt.kill(id, sig))
 }
 
+/// `docker wait`: each container's exit status once it has stopped.
+pub fn wait(root: Option<PathBuf>, args: NamesArgs) -> anyhow::Result<ExitCode> {
+    let rt = match open_runtime(root) {
+        Ok(r) => r,
+        Err(c) => return Ok(c),
+    };
+    let mut code = ExitCode::SUCCESS;
+    for name in &args.containers {
+        match rt.resolve(name).and_then(|id| rt.wait(&id)) {
+            Ok(status) => println!("{status}"),
+            Err(e) => code = fail(e),
+        }
+    }
+    Ok(code)
+}
+
+#[derive(clap::Args)]
+pub struct DiffArgs {
+    container: String,
+}
+
+/// `docker diff`: `C /etc`, `A /etc/new`, `D /bin/ls`.
+pub fn diff(root: Option<PathBuf>, args: DiffArgs) -> anyhow::Result<ExitCode> {
+    let (rt, id) = match open_container(root, &args.container) {
+        Ok(x) => x,
+        Err(c) => return Ok(c),
+    };
+    match rt.diff(&id) {
+        Ok(changes) => {
+            for c in changes {
+                println!("{} {}", c.kind.letter(), c.path);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(fail(e)),
+    }
+}
+
+#[derive(clap::Args)]
+pub struct RenameArgs {
+    container: String,
+    new_name: String,
+}
+
+pub fn rename(root: Option<PathBuf>, args: RenameArgs) -> anyhow::Result<ExitCode> {
+    let (rt, id) = match open_container(root, &args.container) {
+        Ok(x) => x,
+        Err(c) => return Ok(c),
+    };
+    match rt.rename(&id, &args.new_name) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => Ok(fail(e)),
+    }
+}
+
+#[derive(clap::Args)]
+pub struct PortArgs {
+    container: String,
+    /// Only this container port: PORT or PORT/tcp
+    #[arg(value_name = "PRIVATE_PORT[/PROTO]")]
+    port: Option<String>,
+}
+
+/// `docker port`: the published ports of a running container,
+/// `80/tcp -> 0.0.0.0:8080`, or the host addresses of one port.
+pub fn port(root: Option<PathBuf>, args: PortArgs) -> anyhow::Result<ExitCode> {
+    let (rt, id) = match open_container(root, &args.container) {
+        Ok(x) => x,
+        Err(c) => return Ok(c),
+    };
+    let c = match rt.get(&id) {
+        Ok(c) => c,
+        Err(e) => return Ok(fail(e)),
+    };
+    let mut ports = if c.state.status.is_live() {
+        c.state.ports.clone()
+    } else {
+        Vec::new()
+    };
+    ports.sort_by_key(|p| (p.container_port, p.host_ip, p.host_port));
+    let address = |p: &forge_runtime::PortConfig| {
+        std::net::SocketAddr::new(p.host_ip, p.host_port).to_string()
+    };
+    let Some(wanted) = &args.port else {
+        for p in &ports {
+            println!("{}/tcp -> {}", p.container_port, address(p));
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let (number, proto) = wanted.split_once('/').unwrap_or((wanted, "tcp"));
+    let Ok(number) = number.parse::<u16>() else {
+        return Ok(fail(format!("Invalid port: {wanted}")));
+    };
+    let matching: Vec<_> = ports
+        .iter()
+        .filter(|p| proto == "tcp" && p.container_port == number)
+        .collect();
+    if matching.is_empty() {
+        return Ok(fail(format!(
+            "No public port '{number}/{proto}' published for {}",
+            args.container
+        )));
+    }
+    for p in matching {
+        println!("{}", address(p));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 #[derive(clap::Args)]
 pub struct NamesArgs {
     #[arg(required = true, value_name = "CONTAINER")]
@@ -746,6 +855,9 @@ pub fn exec(root: Option<PathBuf>, args: ExecArgs) -> anyhow::Result<ExitCode> {
     };
     let mut joined = match rt.exec(&id, &opts) {
         Ok(j) => j,
+        // docker exec answers a stopped or paused container with the daemon's
+        // error and status 1; 125-127 are for the command it could not start.
+        Err(e @ RuntimeError::State { .. }) => return Ok(fail(e)),
         Err(e) => return Ok(run_failure(&e)),
     };
     if args.detach {
