@@ -67,6 +67,8 @@ pub enum RuntimeError {
     },
     #[error("the container monitor of {id} could not be started: {source}")]
     Monitor { id: String, source: io::Error },
+    #[error("exporting the container's filesystem: {0}")]
+    Export(#[from] forge_oci::layer::LayerWriteError),
     #[error("user {user}: {reason}")]
     User { user: String, reason: String },
 }

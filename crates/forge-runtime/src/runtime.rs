@@ -640,6 +640,37 @@ impl Runtime {
         crate::changes::changes(&self.paths(id).upper(), &lowers)
     }
 
+    /// `docker export`: the container's whole filesystem (its image with its
+    /// changes applied) as one plain tar into `w`. A running container is
+    /// paused meanwhile, as for commit, so the tar is one moment's tree.
+    pub fn export<W: io::Write>(&self, id: &str, w: W) -> Result<W> {
+        let c = self.get(id)?;
+        let top = c
+            .config
+            .top_chain
+            .as_deref()
+            .and_then(|c| Digest::parse(c).ok());
+        let view = forge_sandbox::RootFsView::open(&forge_sandbox::RootFs::Overlay {
+            lowerdirs: self.store.view(top.as_ref())?,
+            upperdir: Some(self.paths(id).upper()),
+            workdir: None,
+        })?;
+        let root = PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&view.as_fd())
+        ));
+        let paused_here = c.state.status == Status::Running && self.set_paused(id, true).is_ok();
+        let written = forge_oci::layer::write_layer(
+            &root,
+            &forge_oci::layer::LayerOptions::with_compression(Compression::None),
+            w,
+        );
+        if paused_here {
+            let _ = self.set_paused(id, false);
+        }
+        Ok(written?.0)
+    }
+
     /// `docker rename`: the container answers to `new` from now on; the old
     /// name is free. Allowed in any state, as docker.
     pub fn rename(&self, id: &str, new: &str) -> Result<()> {

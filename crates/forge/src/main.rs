@@ -78,6 +78,8 @@ enum Command {
     Rename(commands::container::RenameArgs),
     /// Inspect changes to files or directories on a container's filesystem
     Diff(commands::container::DiffArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(commands::container::ExportArgs),
     /// Remove one or more containers
     Rm(commands::container::RmArgs),
     /// List containers
@@ -161,6 +163,8 @@ enum ContainerCommand {
     Rename(commands::container::RenameArgs),
     /// Inspect changes to files or directories on a container's filesystem
     Diff(commands::container::DiffArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(commands::container::ExportArgs),
     /// Remove one or more containers
     #[command(alias = "remove")]
     Rm(commands::container::RmArgs),
@@ -278,6 +282,9 @@ fn main() -> ExitCode {
         }
         Command::Diff(args) | Command::Container(ContainerCommand::Diff(args)) => {
             commands::container::diff(cli.root, args)
+        }
+        Command::Export(args) | Command::Container(ContainerCommand::Export(args)) => {
+            commands::container::export(cli.root, args)
         }
         Command::Rm(args) | Command::Container(ContainerCommand::Rm(args)) => {
             commands::container::rm(cli.root, args)

@@ -659,3 +659,87 @@ fn wait_port_rename_and_diff_behave_as_docker() {
     ok(&root, &["run", "--name", "untouched", "nested", "true"]);
     assert_eq!(ok(&root, &["diff", "untouched"]), "");
 }
+
+#[test]
+fn export_writes_the_container_filesystem() {
+    let (tmp, root) = store_with_busybox("run-export");
+    let script = "mkdir -p /data/sub && echo kept > /data/sub/f && rm /bin/ls && rm -rf /tmp";
+    ok(
+        &root,
+        &["run", "--name", "ex", "busybox", "sh", "-c", script],
+    );
+    let out = tmp.path().join("ex.tar");
+    ok(&root, &["export", "-o", out.to_str().expect("utf-8"), "ex"]);
+    let listing = support::sh(std::process::Command::new("tar").arg("-tvf").arg(&out));
+    let names: Vec<&str> = listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .collect();
+    for present in ["bin/busybox", "etc/passwd", "data/sub/", "data/sub/f"] {
+        assert!(names.contains(&present), "{present} in {names:?}");
+    }
+    for gone in ["bin/ls", "tmp/"] {
+        assert!(!names.contains(&gone), "{gone} deleted: {names:?}");
+    }
+    assert!(
+        !names.iter().any(|n| n.contains(".wh.")),
+        "a flat tree has no whiteouts: {names:?}"
+    );
+    let unpacked = tmp.path().join("unpacked");
+    fs::create_dir_all(&unpacked).expect("dir");
+    support::sh(
+        std::process::Command::new("tar")
+            .arg("-xf")
+            .arg(&out)
+            .arg("-C")
+            .arg(&unpacked),
+    );
+    assert_eq!(
+        fs::read_to_string(unpacked.join("data/sub/f")).expect("f"),
+        "kept\n"
+    );
+    // The archive is an importable rootfs: docker's export | import round trip.
+    ok(
+        &root,
+        &["import", out.to_str().expect("utf-8"), "exported:1"],
+    );
+    assert_eq!(
+        ok(&root, &["run", "--rm", "exported:1", "cat", "/data/sub/f"]),
+        "kept\n"
+    );
+
+    // A running container is exported as it is and keeps running.
+    ok(
+        &root,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "live",
+            "busybox",
+            "sh",
+            "-c",
+            "echo x > /mark; sleep 60",
+        ],
+    );
+    wait_until(10, "the mark", || {
+        run(&root, &["exec", "live", "cat", "/mark"]).stdout == "x\n"
+    });
+    let live = tmp.path().join("live.tar");
+    ok(
+        &root,
+        &["export", "-o", live.to_str().expect("utf-8"), "live"],
+    );
+    let listing = support::sh(std::process::Command::new("tar").arg("-tf").arg(&live));
+    assert!(listing.lines().any(|l| l == "mark"), "{listing}");
+    assert_eq!(ps_entry(&root, "live")["State"], "running");
+    // No half archive under the name asked for when it cannot be written.
+    let (_, err) = expect_code(&root, &["export", "-o", "/nonexistent/x.tar", "live"], 1);
+    assert!(err.contains("exporting to /nonexistent/x.tar"), "{err}");
+    expect_code(
+        &root,
+        &["export", "-o", live.to_str().expect("utf-8"), "no-such"],
+        1,
+    );
+    ok(&root, &["rm", "-f", "live", "ex"]);
+}

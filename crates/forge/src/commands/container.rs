@@ -446,6 +446,29 @@ pub fn diff(root: Option<PathBuf>, args: DiffArgs) -> anyhow::Result<ExitCode> {
 }
 
 #[derive(clap::Args)]
+pub struct ExportArgs {
+    /// Write to a file, instead of STDOUT
+    #[arg(short = 'o', long = "output")]
+    output: Option<PathBuf>,
+    container: String,
+}
+
+/// `docker export`: the container's filesystem as a tar archive.
+pub fn export(root: Option<PathBuf>, args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let (rt, id) = match open_container(root, &args.container) {
+        Ok(x) => x,
+        Err(c) => return Ok(c),
+    };
+    let written = super::save::write_archive(args.output.as_deref(), "exporting", |w| {
+        rt.export(&id, w).map(drop).map_err(|e| e.to_string())
+    });
+    Ok(match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    })
+}
+
+#[derive(clap::Args)]
 pub struct RenameArgs {
     container: String,
     new_name: String,

@@ -101,47 +101,59 @@ pub fn run(root: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
             });
         }
     };
-    match &args.output {
+    let written = write_archive(args.output.as_deref(), "saving", |w| {
+        store
+            .save(&images, format, w, mtime)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+    Ok(match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    })
+}
+
+/// Writes an archive as `docker save` and `docker export` do: to `-o PATH`
+/// (written next to it, fsynced and renamed, so a failure leaves no half
+/// archive under the name asked for), else to standard output, refused when
+/// that is a terminal. Errors read `VERB to PATH: why`.
+pub fn write_archive(
+    output: Option<&std::path::Path>,
+    verb: &str,
+    write: impl FnOnce(&mut dyn io::Write) -> Result<(), String>,
+) -> Result<(), String> {
+    match output {
         Some(path) => {
-            // Written next to the destination and renamed, so a failed save leaves no
-            // half archive under the name asked for.
             let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
             let tmp = tempfile_in(dir.map_or_else(|| PathBuf::from("."), PathBuf::from), path);
-            let file = match File::create(&tmp) {
-                Ok(f) => f,
-                Err(e) => return Ok(fail(format!("creating {}: {e}", tmp.display()))),
-            };
-            let result = store
-                .save(
-                    &images,
-                    format,
-                    BufWriter::with_capacity(256 * 1024, file),
-                    mtime,
-                )
-                .map_err(|e| e.to_string())
-                .and_then(|w| w.into_inner().map_err(|e| e.error().to_string()))
-                .and_then(|f| f.sync_all().map_err(|e| e.to_string()))
-                .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string()));
-            if let Err(e) = result {
+            let result = File::create(&tmp)
+                .map_err(|e| format!("creating {}: {e}", tmp.display()))
+                .and_then(|file| {
+                    let mut w = BufWriter::with_capacity(256 * 1024, file);
+                    write(&mut w)?;
+                    let file = w.into_inner().map_err(|e| e.error().to_string())?;
+                    file.sync_all().map_err(|e| e.to_string())?;
+                    std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+                });
+            result.map_err(|e| {
                 let _ = std::fs::remove_file(&tmp);
-                return Ok(fail(format!("saving to {}: {e}", path.display())));
-            }
+                format!("{verb} to {}: {e}", path.display())
+            })
         }
         None => {
             let stdout = io::stdout();
             if stdout.is_terminal() {
-                return Ok(fail(
-                    "cowardly refusing to save to a terminal. Use the -o flag or redirect",
-                ));
+                return Err(
+                    "cowardly refusing to save to a terminal. Use the -o flag or redirect"
+                        .to_owned(),
+                );
             }
-            let w = BufWriter::with_capacity(256 * 1024, stdout.lock());
-            match store.save(&images, format, w, mtime) {
-                Ok(mut w) => w.flush()?,
-                Err(e) => return Ok(fail(format!("saving: {e}"))),
-            }
+            let mut w = BufWriter::with_capacity(256 * 1024, stdout.lock());
+            write(&mut w)
+                .and_then(|()| w.flush().map_err(|e| e.to_string()))
+                .map_err(|e| format!("{verb}: {e}"))
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn tempfile_in(dir: PathBuf, path: &std::path::Path) -> PathBuf {
