@@ -11,10 +11,12 @@ mod support;
 use std::fs;
 use std::io::Read;
 use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use build_support::build_ok;
 use run_support::*;
+use serde_json::json;
 use support::{forge, ok, run};
 
 #[test]
@@ -286,6 +288,30 @@ fn volumes_outlive_containers() {
             "echo kept > /data/f",
         ],
     );
+    // inspect lists the mount in docker's MountPoint shape; Source holds the data.
+    let mounts: serde_json::Value =
+        serde_json::from_str(&inspect_field(&root, "writer", "{{json .Mounts}}"))
+            .expect("mounts json");
+    let m = &mounts[0];
+    assert_eq!(
+        (
+            &m["Type"],
+            &m["Name"],
+            &m["Destination"],
+            &m["RW"],
+            &m["Driver"]
+        ),
+        (
+            &json!("volume"),
+            &json!("data"),
+            &json!("/data"),
+            &json!(true),
+            &json!("local")
+        ),
+        "{mounts}"
+    );
+    let source = PathBuf::from(m["Source"].as_str().expect("Source"));
+    assert_eq!(fs::read_to_string(source.join("f")).expect("f"), "kept\n");
     ok(&root, &["rm", "writer"]);
     let out = ok(
         &root,

@@ -1083,6 +1083,48 @@ pub fn inspect_value(store: &forge_store::Store, name: &str) -> Option<Value> {
             json!([{"HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string()}]),
         );
     }
+    // docker's MountPoint shape; tmpfs mounts are listed in HostConfig.Tmpfs.
+    let mut mounts = Vec::new();
+    let mut tmpfs = serde_json::Map::new();
+    for m in &cfg.mounts {
+        match m {
+            MountConfig::Bind {
+                source,
+                target,
+                readonly,
+            } => mounts.push(json!({
+                "Type": "bind",
+                "Source": source,
+                "Destination": target,
+                "Mode": if *readonly { "ro" } else { "" },
+                "RW": !readonly,
+                "Propagation": "rprivate",
+            })),
+            MountConfig::Volume {
+                name,
+                target,
+                readonly,
+                ..
+            } => mounts.push(json!({
+                "Type": "volume",
+                "Name": name,
+                "Source": rt.volumes().get(name).map(|v| v.mountpoint).unwrap_or_default(),
+                "Destination": target,
+                "Driver": "local",
+                "Mode": if *readonly { "ro" } else { "" },
+                "RW": !readonly,
+                "Propagation": "",
+            })),
+            MountConfig::Tmpfs { target, size, mode } => {
+                let mut opts = Vec::new();
+                if let Some(size) = size {
+                    opts.push(format!("size={size}"));
+                }
+                opts.push(format!("mode={mode:o}"));
+                tmpfs.insert(target.clone(), json!(opts.join(",")));
+            }
+        }
+    }
     Some(json!({
         "Id": cfg.id,
         "Created": cfg.created,
@@ -1109,8 +1151,9 @@ pub fn inspect_value(store: &forge_store::Store, name: &str) -> Option<Value> {
             "Memory": cfg.memory.unwrap_or(0),
             "NanoCpus": cfg.cpus.map_or(0, |c| (c * 1e9) as i64),
             "PidsLimit": cfg.pids_limit,
+            "Tmpfs": tmpfs,
         },
-        "Mounts": cfg.mounts,
+        "Mounts": mounts,
         "Config": {
             "Hostname": cfg.hostname,
             "User": cfg.user,
