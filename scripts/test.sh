@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(busybox-static skopeo umoci zstd docker-registry apache2-utils openssl)
+packages=(busybox-static skopeo umoci zstd docker-registry apache2-utils openssl procps tar)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -671,6 +671,27 @@ impl Runtime {
         Ok(written?.0)
     }
 
+    /// The host pids of a running container's processes (its cgroup's), for
+    /// `docker top`; without forge's own pid 1, which only reaps and forwards.
+    pub fn processes(&self, id: &str) -> Result<Vec<u32>> {
+        let c = self.get(id)?;
+        let Some(cgroup) = c.state.cgroups.first().filter(|_| c.state.status.is_live()) else {
+            return Err(RuntimeError::State {
+                id: id.to_owned(),
+                state: c.state.status.name(),
+                action: "it is not running",
+            });
+        };
+        let p = cgroup.join("cgroup.procs");
+        let procs = fs::read_to_string(&p).map_err(io_err("reading", &p))?;
+        let init = c.state.pid.map(|p| p.pid);
+        Ok(procs
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .filter(|p| Some(*p) != init)
+            .collect())
+    }
+
     /// `docker rename`: the container answers to `new` from now on; the old
     /// name is free. Allowed in any state, as docker.
     pub fn rename(&self, id: &str, new: &str) -> Result<()> {

@@ -76,6 +76,8 @@ enum Command {
     Port(commands::container::PortArgs),
     /// Rename a container
     Rename(commands::container::RenameArgs),
+    /// Display the running processes of a container
+    Top(commands::container::TopArgs),
     /// Inspect changes to files or directories on a container's filesystem
     Diff(commands::container::DiffArgs),
     /// Export a container's filesystem as a tar archive
@@ -161,6 +163,8 @@ enum ContainerCommand {
     Port(commands::container::PortArgs),
     /// Rename a container
     Rename(commands::container::RenameArgs),
+    /// Display the running processes of a container
+    Top(commands::container::TopArgs),
     /// Inspect changes to files or directories on a container's filesystem
     Diff(commands::container::DiffArgs),
     /// Export a container's filesystem as a tar archive
@@ -279,6 +283,9 @@ fn main() -> ExitCode {
         }
         Command::Rename(args) | Command::Container(ContainerCommand::Rename(args)) => {
             commands::container::rename(cli.root, args)
+        }
+        Command::Top(args) | Command::Container(ContainerCommand::Top(args)) => {
+            commands::container::top(cli.root, args)
         }
         Command::Diff(args) | Command::Container(ContainerCommand::Diff(args)) => {
             commands::container::diff(cli.root, args)

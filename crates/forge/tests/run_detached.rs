@@ -743,3 +743,43 @@ fn export_writes_the_container_filesystem() {
     );
     ok(&root, &["rm", "-f", "live", "ex"]);
 }
+
+#[test]
+fn top_lists_the_containers_processes() {
+    let (_tmp, root) = store_with_busybox("run-top");
+    ok(
+        &root,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "busy",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 300 & exec sleep 301",
+        ],
+    );
+    wait_until(10, "both sleepers", || {
+        ok(&root, &["top", "busy"]).matches("sleep 30").count() == 2
+    });
+    let table = ok(&root, &["top", "busy"]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().expect("header").split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 2, "only the container's processes: {table}");
+    assert!(rows.iter().any(|r| r.ends_with("sleep 300")), "{table}");
+    assert!(rows.iter().any(|r| r.ends_with("sleep 301")), "{table}");
+    // ps options pass through; the PID column finds the rows.
+    let custom = ok(&root, &["top", "busy", "-o", "pid,comm"]);
+    assert_eq!(custom.lines().count(), 3, "{custom}");
+    assert!(custom.starts_with("PID "), "{custom}");
+    ok(&root, &["stop", "-t", "0", "busy"]);
+    let (_, err) = expect_code(&root, &["top", "busy"], 1);
+    assert!(err.contains("not running"), "{err}");
+    ok(&root, &["rm", "busy"]);
+}

@@ -19,8 +19,8 @@ use serde_json::{json, Value};
 
 use super::format::{label_matches, Filters, Format};
 use super::human::{
-    created_at, created_since, ellipsis, fail, human_duration, now_unix, open_runtime, store_root,
-    table,
+    created_at, created_since, ellipsis, fail, human_duration, now_unix, open_runtime,
+    padded_table, store_root, table,
 };
 
 /// docker's exit status when forge itself fails to run a container.
@@ -466,6 +466,72 @@ pub fn export(root: Option<PathBuf>, args: ExportArgs) -> anyhow::Result<ExitCod
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     })
+}
+
+#[derive(clap::Args)]
+pub struct TopArgs {
+    container: String,
+    /// Options for ps (default -ef)
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PS OPTIONS"
+    )]
+    ps_args: Vec<String>,
+}
+
+/// `docker top`: the host's `ps` (default `-ef`), only the container's rows.
+pub fn top(root: Option<PathBuf>, args: TopArgs) -> anyhow::Result<ExitCode> {
+    let (rt, id) = match open_container(root, &args.container) {
+        Ok(x) => x,
+        Err(c) => return Ok(c),
+    };
+    let pids = match rt.processes(&id) {
+        Ok(p) => p,
+        Err(e) => return Ok(fail(e)),
+    };
+    let ps_args = if args.ps_args.is_empty() {
+        vec!["-ef".to_owned()]
+    } else {
+        args.ps_args
+    };
+    let out = match std::process::Command::new("ps").args(&ps_args).output() {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Ok(o) => {
+            let err = String::from_utf8_lossy(&o.stderr);
+            return Ok(fail(format!("ps {}: {}", ps_args.join(" "), err.trim())));
+        }
+        Err(e) => return Ok(fail(format!("running ps: {e}"))),
+    };
+    // As docker's daemon parses it: titles split on blanks, the last
+    // column (the command) takes the rest of each line.
+    let mut lines = out.lines();
+    let titles: Vec<String> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let Some(pid_col) = titles.iter().position(|c| c == "PID") else {
+        return Ok(fail(format!(
+            "Couldn't find PID field in ps output: {}",
+            titles.join(" ")
+        )));
+    };
+    let mut rows = vec![titles.clone()];
+    for line in lines {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let pid = fields.get(pid_col).and_then(|p| p.parse::<u32>().ok());
+        if fields.len() < titles.len() || !pid.is_some_and(|p| pids.contains(&p)) {
+            continue;
+        }
+        let last = titles.len() - 1;
+        let mut row: Vec<String> = fields[..last].iter().map(|f| (*f).to_owned()).collect();
+        row.push(fields[last..].join(" "));
+        rows.push(row);
+    }
+    print!("{}", padded_table(&rows, 20));
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(clap::Args)]

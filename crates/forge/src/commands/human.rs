@@ -159,11 +159,17 @@ pub fn created_at(created: Option<i64>) -> String {
 /// Lays out rows as Go's `tabwriter.NewWriter(w, 10, 1, 3, ' ', 0)` does for docker's
 /// tables: every cell but a row's last is padded to its column's width plus 3, at least 10.
 pub fn table(rows: &[Vec<String>]) -> String {
+    padded_table(rows, 10)
+}
+
+/// Go's tabwriter with padding 3 and cells at least `min_width` wide (docker's
+/// `top` uses 20); the last column unpadded.
+pub fn padded_table(rows: &[Vec<String>], min_width: usize) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let mut widths = vec![0usize; cols];
     for r in rows {
         for (i, c) in r.iter().enumerate().take(r.len().saturating_sub(1)) {
-            widths[i] = widths[i].max(c.chars().count() + 3).max(10);
+            widths[i] = widths[i].max(c.chars().count() + 3).max(min_width);
         }
     }
     let mut out = String::new();
