@@ -67,8 +67,11 @@ pub enum RuntimeError {
     },
     #[error("the container monitor of {id} could not be started: {source}")]
     Monitor { id: String, source: io::Error },
-    #[error("exporting the container's filesystem: {0}")]
-    Export(#[from] forge_oci::layer::LayerWriteError),
+    /// `docker cp` refusals: `no such directory: c1:/x`.
+    #[error("{reason}: {path}")]
+    Copy { path: String, reason: String },
+    #[error("archiving the container's files: {0}")]
+    Archive(#[from] forge_oci::layer::LayerWriteError),
     #[error("user {user}: {reason}")]
     User { user: String, reason: String },
 }

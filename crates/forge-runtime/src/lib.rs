@@ -29,6 +29,7 @@
 
 mod changes;
 mod config;
+mod copy;
 mod error;
 mod image;
 mod logs;
@@ -42,6 +43,7 @@ pub use changes::{Change, ChangeKind};
 pub use config::{
     parse_memory, ContainerConfig, CreateOptions, MountConfig, NetworkMode, PortConfig,
 };
+pub use copy::CopyOptions;
 pub use error::{Result, RuntimeError};
 pub use image::resolve_image;
 pub use logs::{copy_entries, LogEntry, LogOptions, LogWriter};

@@ -268,7 +268,7 @@ impl Runtime {
         }
     }
 
-    fn lock(&self, id: &str) -> Result<LockGuard> {
+    pub(crate) fn lock(&self, id: &str) -> Result<LockGuard> {
         let p = self.paths(id).lock();
         if !self.paths(id).dir.exists() {
             return Err(RuntimeError::NoSuchContainer(id.to_owned()));

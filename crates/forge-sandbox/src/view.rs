@@ -66,6 +66,63 @@ impl RootFsView {
         Ok(RootFsView { root })
     }
 
+    /// A *writable* view of an overlay rootfs, its upper and work dirs
+    /// included, mounted detached: to change a container's files while it
+    /// is not running (`docker cp` into a stopped container). The caller
+    /// makes sure nothing else mounts the same upper dir meanwhile.
+    pub fn open_writable(
+        lowerdirs: &[PathBuf],
+        upperdir: &Path,
+        workdir: &Path,
+    ) -> Result<RootFsView, SandboxError> {
+        let scratch = upperdir.parent().unwrap_or(upperdir).to_path_buf();
+        let root = overlay::mount_detached(
+            &Layers {
+                lower: lowerdirs,
+                upper: Some(upperdir),
+                work: Some(workdir),
+                volatile: false,
+            },
+            overlay::Method::Auto,
+            &scratch,
+        )?;
+        Ok(RootFsView { root })
+    }
+
+    /// The root directory of a running process (`/proc/PID/root`): a
+    /// container's root as it sees it, its volumes and tmpfs mounts included.
+    pub fn of_process(pid: u32) -> Result<RootFsView, SandboxError> {
+        let path = PathBuf::from(format!("/proc/{pid}/root"));
+        Ok(RootFsView {
+            root: open_dir(&path)?,
+        })
+    }
+
+    /// Open `path` (absolute or relative, always taken from this root) with
+    /// `O_PATH`, resolved inside the root: `..` and absolute symlinks stay in
+    /// it. The last component is followed only when `follow_last`.
+    pub fn open_path(&self, path: &Path, follow_last: bool) -> Result<OwnedFd, SandboxError> {
+        use std::os::fd::AsRawFd;
+        let rel = path.strip_prefix("/").unwrap_or(path);
+        let rel = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
+        let c = std::ffi::CString::new(rel.as_os_str().as_encoded_bytes()).map_err(|_| {
+            SandboxError::InvalidSpec {
+                what: "path",
+                reason: format!("{} holds a NUL byte", path.display()),
+            }
+        })?;
+        let flags = libc::O_PATH | if follow_last { 0 } else { libc::O_NOFOLLOW };
+        crate::sys::open_in_root(self.root.as_raw_fd(), &c, flags).map_err(|e| SandboxError::Io {
+            op: "resolving",
+            path: path.to_path_buf(),
+            source: e.into(),
+        })
+    }
+
     /// The root directory, for `*at()` calls. Resolve paths below it with
     /// `openat2(RESOLVE_IN_ROOT)` (as [`users::read_in_root`] does) so that
     /// absolute symlinks stay inside.

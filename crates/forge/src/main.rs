@@ -76,6 +76,8 @@ enum Command {
     Port(commands::container::PortArgs),
     /// Rename a container
     Rename(commands::container::RenameArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(commands::container::CpArgs),
     /// Display the running processes of a container
     Top(commands::container::TopArgs),
     /// Inspect changes to files or directories on a container's filesystem
@@ -163,6 +165,8 @@ enum ContainerCommand {
     Port(commands::container::PortArgs),
     /// Rename a container
     Rename(commands::container::RenameArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(commands::container::CpArgs),
     /// Display the running processes of a container
     Top(commands::container::TopArgs),
     /// Inspect changes to files or directories on a container's filesystem
@@ -283,6 +287,9 @@ fn main() -> ExitCode {
         }
         Command::Rename(args) | Command::Container(ContainerCommand::Rename(args)) => {
             commands::container::rename(cli.root, args)
+        }
+        Command::Cp(args) | Command::Container(ContainerCommand::Cp(args)) => {
+            commands::container::cp(cli.root, args)
         }
         Command::Top(args) | Command::Container(ContainerCommand::Top(args)) => {
             commands::container::top(cli.root, args)

@@ -207,12 +207,35 @@ impl<W: Write> LayerWriter<W> {
     pub fn append_tree(&mut self, root: &Path) -> Result<(), LayerWriteError> {
         let meta = lstat(root)?;
         let children = self.list(root, false)?;
-        let mut stack = vec![Frame {
+        self.walk(vec![Frame {
             dir: root.to_path_buf(),
             prefix: Vec::new(),
             meta,
             children: children.into_iter(),
-        }];
+        }])
+    }
+
+    /// Appends `src` itself under the tar name `name` (`dir` or `a/file`,
+    /// no trailing slash) and, for a directory, everything under it below
+    /// that name: `docker cp`'s archive of one path.
+    pub fn append_as(&mut self, src: &Path, name: &str) -> Result<(), LayerWriteError> {
+        let meta = lstat(src)?;
+        let mut name = name.trim_end_matches('/').as_bytes().to_vec();
+        let Some(opaque) = self.append_path(src, &name, &meta)? else {
+            return Ok(());
+        };
+        name.push(b'/');
+        let children = self.list(src, opaque)?;
+        self.walk(vec![Frame {
+            dir: src.to_path_buf(),
+            prefix: name,
+            meta,
+            children: children.into_iter(),
+        }])
+    }
+
+    /// Depth-first over the frames' children, sorted as [`Self::list`] gives them.
+    fn walk(&mut self, mut stack: Vec<Frame>) -> Result<(), LayerWriteError> {
         while let Some(frame) = stack.last_mut() {
             let Some(child) = frame.children.next() else {
                 stack.pop();

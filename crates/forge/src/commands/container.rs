@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -532,6 +532,88 @@ pub fn top(root: Option<PathBuf>, args: TopArgs) -> anyhow::Result<ExitCode> {
     }
     print!("{}", padded_table(&rows, 20));
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct CpArgs {
+    /// Archive mode (copy all uid/gid information)
+    #[arg(short = 'a', long)]
+    archive: bool,
+    /// Always follow symbol link in SRC_PATH
+    #[arg(short = 'L', long = "follow-link")]
+    follow_link: bool,
+    /// Suppress progress output during copy (forge prints none)
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// CONTAINER:SRC_PATH, or a host path, or - for a tar on stdin
+    #[arg(value_name = "SRC")]
+    source: String,
+    /// CONTAINER:DEST_PATH, or a host path, or - for a tar on stdout
+    #[arg(value_name = "DEST")]
+    destination: String,
+}
+
+/// docker's reading of a `cp` argument: `CONTAINER:PATH`, unless it has no
+/// colon or starts like a local path (`/`, `.`).
+fn container_path(arg: &str) -> Option<(&str, &str)> {
+    if arg.starts_with('/') || arg.starts_with('.') {
+        return None;
+    }
+    arg.split_once(':')
+}
+
+/// `docker cp`: between a container and the host, or a tar stream.
+pub fn cp(root: Option<PathBuf>, args: CpArgs) -> anyhow::Result<ExitCode> {
+    let _ = args.quiet;
+    let opts = forge_runtime::CopyOptions {
+        follow_link: args.follow_link,
+        archive: args.archive,
+    };
+    let (from, to) = (
+        container_path(&args.source),
+        container_path(&args.destination),
+    );
+    let (name, outward) = match (from, to) {
+        (Some(_), Some(_)) => {
+            return Ok(fail("copying between containers is not supported"));
+        }
+        (None, None) => {
+            return Ok(fail("must specify at least one container source"));
+        }
+        (Some((name, _)), None) => (name, true),
+        (None, Some((name, _))) => (name, false),
+    };
+    let (rt, id) = match open_container(root, name) {
+        Ok(x) => x,
+        Err(c) => return Ok(c),
+    };
+    let result = if outward {
+        let src = from.map(|(_, p)| p).unwrap_or_default();
+        if args.destination == "-" {
+            let stdout = std::io::stdout();
+            rt.copy_out_tar(&id, name, src, opts, std::io::BufWriter::new(stdout.lock()))
+                .and_then(|mut w| {
+                    w.flush().map_err(|source| RuntimeError::Io {
+                        op: "writing",
+                        path: PathBuf::from("-"),
+                        source,
+                    })
+                })
+        } else {
+            rt.copy_out(&id, name, src, Path::new(&args.destination), opts)
+        }
+    } else {
+        let dest = to.map(|(_, p)| p).unwrap_or_default();
+        if args.source == "-" {
+            rt.copy_in_tar(&id, name, std::io::stdin().lock(), dest, opts)
+        } else {
+            rt.copy_in(&id, name, Path::new(&args.source), dest, opts)
+        }
+    };
+    Ok(match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    })
 }
 
 #[derive(clap::Args)]
