@@ -125,6 +125,9 @@ impl Runtime {
         // the way out would only wait for the disk. Any other keeps docker's
         // durability (its fsyncs reach the disk; it survives a host crash).
         spec.volatile_upper = cfg.auto_remove;
+        // docker makes a missing volume, bind or tmpfs target in the
+        // container's own layer: `diff` shows it, `commit` keeps it.
+        spec.mountpoints_in_upper = true;
         spec.hostname = cfg.hostname.clone();
         spec.network = match cfg.network {
             NetworkMode::Host => Network::Host,

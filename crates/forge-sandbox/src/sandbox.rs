@@ -500,7 +500,15 @@ fn prepare_rootfs(
                     &scratch,
                 )?,
             };
+            // Mountpoints of the caller's mounts go into the upper dir when
+            // asked (a container's), the rest on the mountpoint layer.
+            let (in_upper, targets): (Vec<_>, Vec<_>) = targets.into_iter().partition(|(t, _)| {
+                spec.mountpoints_in_upper
+                    && upperdir.is_some()
+                    && spec.mounts.iter().any(|m| m.target() == t.as_path())
+            });
             let missing = mountpoints::find_missing(view.as_fd(), &targets)?;
+            let missing_in_upper = mountpoints::find_missing(view.as_fd(), &in_upper)?;
             // overlayfs wants two lower dirs when there is no upper dir
             // (before Linux 6.?): a single read-only layer always gets the
             // (then possibly empty) mountpoint layer on top.
@@ -514,7 +522,7 @@ fn prepare_rootfs(
             }
             drop(view);
             lower.extend(lowerdirs.iter().cloned());
-            overlay::mount_detached(
+            let root = overlay::mount_detached(
                 &Layers {
                     lower: &lower,
                     upper: upperdir.as_deref(),
@@ -523,7 +531,11 @@ fn prepare_rootfs(
                 },
                 overlay::Method::Auto,
                 &scratch,
-            )
+            )?;
+            if !missing_in_upper.is_empty() {
+                mountpoints::create_in_place(root.as_fd(), &missing_in_upper)?;
+            }
+            Ok(root)
         }
         RootFs::Bind { path, .. } => {
             let dir = open_dir(path)?;

@@ -337,6 +337,11 @@ pub struct SandboxSpec {
     /// step, whose commit calls syncfs before the snapshot is renamed into place);
     /// off by default, so that a container's writes are as durable as docker's.
     pub volatile_upper: bool,
+    /// Create the missing mountpoints of [`Self::mounts`] in the overlay's upper
+    /// dir, as docker does for a container (they show in `docker diff` and go
+    /// into `docker commit`), instead of on a layer of their own that leaves the
+    /// upper dir untouched (BuildKit's rule for build steps, the default).
+    pub mountpoints_in_upper: bool,
     /// A unique name; generated when `None`. `[A-Za-z0-9_.-]`, at most 64 bytes.
     pub id: Option<String>,
     /// The root is remounted read-only once set up (OCI's `root.readonly`, docker's
@@ -366,6 +371,7 @@ impl SandboxSpec {
             cgroup_parent: "forge".to_owned(),
             use_cgroup: true,
             volatile_upper: false,
+            mountpoints_in_upper: false,
             id: None,
             readonly_rootfs: false,
         }

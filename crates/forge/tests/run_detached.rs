@@ -658,6 +658,31 @@ fn wait_port_rename_and_diff_behave_as_docker() {
     assert_eq!(ok(&root, &["diff", "removed"]), "C /a\nD /a/b\n");
     ok(&root, &["run", "--name", "untouched", "nested", "true"]);
     assert_eq!(ok(&root, &["diff", "untouched"]), "");
+    // Missing mount targets are made in the container's own layer, as
+    // docker's: diff lists them and commit keeps them.
+    ok(
+        &root,
+        &[
+            "run",
+            "--name",
+            "mounts",
+            "-v",
+            "mvol:/data/v",
+            "--tmpfs",
+            "/scratch",
+            "nested",
+            "true",
+        ],
+    );
+    assert_eq!(
+        ok(&root, &["diff", "mounts"]),
+        "A /data\nA /data/v\nA /scratch\n"
+    );
+    ok(&root, &["commit", "mounts", "with-mountpoints:1"]);
+    ok(
+        &root,
+        &["run", "--rm", "with-mountpoints:1", "test", "-d", "/data/v"],
+    );
 }
 
 #[test]
