@@ -25,7 +25,6 @@ use forge_store::{Store, StoreDir};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{BufRead, BufReader};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -417,7 +416,7 @@ impl View {
                 })
                 .map_err(|e| e.to_string())?;
                 // The detached mount is reachable through its descriptor.
-                let path = PathBuf::from(format!("/proc/self/fd/{}", mount.as_fd().as_raw_fd()));
+                let path = mount.path();
                 Ok(View {
                     _mount: Some(mount),
                     path: Some(path),

@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use forge_oci::layer::{
     unpack_rootfs, ApplyMode, ApplyOptions, Compression, LayerOptions, LayerWriteError, LayerWriter,
 };
-use forge_oci::Digest;
 use forge_sandbox::RootFsView;
 
 use crate::config::MountConfig;
@@ -305,22 +304,16 @@ impl Runtime {
             })?;
             return Ok((ContainerRoot { view, held }, Path::new("/").join(rest)));
         }
-        let top = c
-            .config
-            .top_chain
-            .as_deref()
-            .and_then(|c| Digest::parse(c).ok());
-        let lowers = self.store().view(top.as_ref())?;
-        let paths = self.paths(id);
         let view = if writable {
+            let paths = self.paths(id);
             fs::create_dir_all(paths.work()).map_err(io_at(&paths.work()))?;
-            RootFsView::open_writable(&lowers, &paths.upper(), &paths.work())?
+            RootFsView::open_writable(
+                &self.image_lowerdirs(&c.config)?,
+                &paths.upper(),
+                &paths.work(),
+            )?
         } else {
-            RootFsView::open(&forge_sandbox::RootFs::Overlay {
-                lowerdirs: lowers,
-                upperdir: Some(paths.upper()),
-                workdir: None,
-            })?
+            self.merged_view(&c.config)?
         };
         Ok((ContainerRoot { view, held }, abs.to_path_buf()))
     }

@@ -81,16 +81,7 @@ struct Prepared {
 impl Runtime {
     fn prepare(&self, cfg: &ContainerConfig) -> Result<Prepared> {
         let paths = self.paths(&cfg.id);
-        let top = cfg
-            .top_chain
-            .as_deref()
-            .map(forge_oci::Digest::parse)
-            .transpose()
-            .map_err(|e| RuntimeError::Image {
-                image: cfg.image.clone(),
-                reason: e.to_string(),
-            })?;
-        let lowerdirs = self.store().view(top.as_ref())?;
+        let lowerdirs = self.image_lowerdirs(cfg)?;
         if lowerdirs.is_empty() {
             return Err(RuntimeError::Image {
                 image: cfg.image.clone(),

@@ -632,12 +632,51 @@ impl Runtime {
         }
     }
 
+    /// The chain ID of the image's top layer under a container.
+    pub(crate) fn top_chain(&self, cfg: &ContainerConfig) -> Result<Option<Digest>> {
+        cfg.top_chain
+            .as_deref()
+            .map(Digest::parse)
+            .transpose()
+            .map_err(|e| RuntimeError::Image {
+                image: cfg.image.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// The snapshot dirs of a container's image, top-most first.
+    pub(crate) fn image_lowerdirs(&self, cfg: &ContainerConfig) -> Result<Vec<PathBuf>> {
+        Ok(self.store.view(self.top_chain(cfg)?.as_ref())?)
+    }
+
+    /// A read-only look at a container's filesystem as it stands: its image
+    /// with its upper dir on top, mounted detached.
+    pub(crate) fn merged_view(&self, cfg: &ContainerConfig) -> Result<forge_sandbox::RootFsView> {
+        Ok(forge_sandbox::RootFsView::open(
+            &forge_sandbox::RootFs::Overlay {
+                lowerdirs: self.image_lowerdirs(cfg)?,
+                upperdir: Some(self.paths(&cfg.id).upper()),
+                workdir: None,
+            },
+        )?)
+    }
+
+    /// Runs `f` with a running container paused (the freezer), so what it
+    /// reads of the container's files is one moment's; resumed afterwards.
+    fn while_paused<T>(&self, c: &Container, f: impl FnOnce() -> T) -> T {
+        let id = &c.config.id;
+        let paused_here = c.state.status == Status::Running && self.set_paused(id, true).is_ok();
+        let result = f();
+        if paused_here {
+            let _ = self.set_paused(id, false);
+        }
+        result
+    }
+
     /// `docker diff`: the container's changes to its image's filesystem.
     pub fn diff(&self, id: &str) -> Result<Vec<crate::Change>> {
         let cfg = self.config(id)?;
-        let top = cfg.top_chain.as_deref().and_then(|c| Digest::parse(c).ok());
-        let lowers = self.store.view(top.as_ref())?;
-        crate::changes::changes(&self.paths(id).upper(), &lowers)
+        crate::changes::changes(&self.paths(id).upper(), &self.image_lowerdirs(&cfg)?)
     }
 
     /// `docker export`: the container's whole filesystem (its image with its
@@ -645,29 +684,14 @@ impl Runtime {
     /// paused meanwhile, as for commit, so the tar is one moment's tree.
     pub fn export<W: io::Write>(&self, id: &str, w: W) -> Result<W> {
         let c = self.get(id)?;
-        let top = c
-            .config
-            .top_chain
-            .as_deref()
-            .and_then(|c| Digest::parse(c).ok());
-        let view = forge_sandbox::RootFsView::open(&forge_sandbox::RootFs::Overlay {
-            lowerdirs: self.store.view(top.as_ref())?,
-            upperdir: Some(self.paths(id).upper()),
-            workdir: None,
-        })?;
-        let root = PathBuf::from(format!(
-            "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(&view.as_fd())
-        ));
-        let paused_here = c.state.status == Status::Running && self.set_paused(id, true).is_ok();
-        let written = forge_oci::layer::write_layer(
-            &root,
-            &forge_oci::layer::LayerOptions::with_compression(Compression::None),
-            w,
-        );
-        if paused_here {
-            let _ = self.set_paused(id, false);
-        }
+        let view = self.merged_view(&c.config)?;
+        let written = self.while_paused(&c, || {
+            forge_oci::layer::write_layer(
+                &view.path(),
+                &forge_oci::layer::LayerOptions::with_compression(Compression::None),
+                w,
+            )
+        });
         Ok(written?.0)
     }
 
@@ -1136,12 +1160,7 @@ impl Runtime {
     /// A running container is paused meanwhile. Returns the image id.
     pub fn commit(&self, id: &str, name: Option<&Reference>, comment: &str) -> Result<Digest> {
         let c = self.get(id)?;
-        let paused_here = c.state.status == Status::Running && self.set_paused(id, true).is_ok();
-        let result = self.commit_inner(&c, name, comment);
-        if paused_here {
-            let _ = self.set_paused(id, false);
-        }
-        result
+        self.while_paused(&c, || self.commit_inner(&c, name, comment))
     }
 
     fn commit_inner(
@@ -1187,11 +1206,7 @@ impl Runtime {
         let manifest_desc =
             self.store
                 .put_json(media_types::OCI_MANIFEST, &manifest, "manifest")?;
-        let parent = c
-            .config
-            .top_chain
-            .as_deref()
-            .and_then(|s| Digest::parse(s).ok());
+        let parent = self.top_chain(&c.config)?;
         self.store
             .snapshot_layer(parent.as_ref(), &layer.digest, &layer.diff_id)?;
         let names: Vec<Reference> = name.into_iter().cloned().collect();
@@ -1307,10 +1322,7 @@ fn seed_from_image(lowerdirs: &[PathBuf], target: &str, dest: &Path) -> Result<(
         upperdir: None,
         workdir: None,
     })?;
-    let base = PathBuf::from(format!(
-        "/proc/self/fd/{}",
-        std::os::fd::AsRawFd::as_raw_fd(&view.as_fd())
-    ));
+    let base = view.path();
     // Walk the target one component at a time and refuse symlinks, so the
     // copy never reads outside the image.
     let mut src = base.clone();

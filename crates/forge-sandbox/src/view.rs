@@ -123,6 +123,13 @@ impl RootFsView {
         })
     }
 
+    /// The root as a path (`/proc/self/fd/N`), for code that walks paths; it
+    /// names the view only while the view lives.
+    pub fn path(&self) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}", self.root.as_raw_fd()))
+    }
+
     /// The root directory, for `*at()` calls. Resolve paths below it with
     /// `openat2(RESOLVE_IN_ROOT)` (as [`users::read_in_root`] does) so that
     /// absolute symlinks stay inside.

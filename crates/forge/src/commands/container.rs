@@ -652,11 +652,7 @@ pub fn port(root: Option<PathBuf>, args: PortArgs) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(e) => return Ok(fail(e)),
     };
-    let mut ports = if c.state.status.is_live() {
-        c.state.ports.clone()
-    } else {
-        Vec::new()
-    };
+    let mut ports = live_ports(&c).to_vec();
     ports.sort_by_key(|p| (p.container_port, p.host_ip, p.host_port));
     let address = |p: &forge_runtime::PortConfig| {
         std::net::SocketAddr::new(p.host_ip, p.host_port).to_string()
@@ -799,13 +795,17 @@ fn status_text(c: &Container) -> String {
 }
 
 /// docker's PORTS column: `127.0.0.1:8080->80/tcp`.
-fn ports_text(c: &Container) -> String {
-    let ports = if c.state.status.is_live() {
+/// The ports a container publishes now: none once it has stopped.
+fn live_ports(c: &Container) -> &[forge_runtime::PortConfig] {
+    if c.state.status.is_live() {
         &c.state.ports
     } else {
-        return String::new();
-    };
-    ports
+        &[]
+    }
+}
+
+fn ports_text(c: &Container) -> String {
+    live_ports(c)
         .iter()
         .map(|p| format!("{}:{}->{}/tcp", p.host_ip, p.host_port, p.container_port))
         .collect::<Vec<_>>()
