@@ -861,8 +861,11 @@ impl Runtime {
             let Some((of, pid)) = name.split_once('.') else {
                 continue;
             };
-            let alive = pid.parse::<u32>().ok().and_then(ProcessId::of).is_some();
-            if !alive {
+            // Other names are another monitor's temp files, about to be renamed.
+            let Ok(pid) = pid.parse::<u32>() else {
+                continue;
+            };
+            if ProcessId::of(pid).is_none() {
                 let _ = fs::remove_file(e.path());
             } else if of == id {
                 let _ = write_atomic(&e.path(), code.to_string().as_bytes());
