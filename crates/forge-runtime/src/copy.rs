@@ -15,7 +15,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use forge_oci::layer::{
-    unpack_rootfs, ApplyMode, ApplyOptions, Compression, LayerOptions, LayerWriteError, LayerWriter,
+    unpack_rootfs, ApplyError, ApplyMode, ApplyOptions, Compression, LayerOptions, LayerWriteError,
+    LayerWriter,
 };
 use forge_sandbox::RootFsView;
 
@@ -102,18 +103,17 @@ struct ContainerRoot {
 impl ContainerRoot {
     /// The parent directory of `p` resolved in the root, as a path usable
     /// from here, and `p`'s last component.
+    /// A path without a last component (`/`) is its own "parent".
     fn parent_of(&mut self, p: &Path) -> Result<(PathBuf, Option<String>)> {
-        let Some(name) = base_name(p).filter(|n| n != "." && n != "..") else {
-            let fd = self.view.open_path(p, true)?;
-            let path = fd_path(&fd);
-            self.held.push(fd);
-            return Ok((path, None));
+        let name = base_name(p).filter(|n| n != "." && n != "..");
+        let dir = match name {
+            Some(_) => p.parent().unwrap_or(Path::new("/")),
+            None => p,
         };
-        let parent = p.parent().unwrap_or(Path::new("/"));
-        let fd = self.view.open_path(parent, true)?;
+        let fd = self.view.open_path(dir, true)?;
         let path = fd_path(&fd);
         self.held.push(fd);
-        Ok((path, Some(name)))
+        Ok((path, name))
     }
 
     /// `p` as a path from here, its last symlink followed (inside the
@@ -218,20 +218,23 @@ fn target_for(
     }
 }
 
+/// Extract the tar `r` into the directory `dir` with the applier's
+/// containment rules; `.wh.` names are plain files.
+fn extract<R: Read>(r: R, dir: &Path, opts: CopyOptions) -> Result<(), ApplyError> {
+    let how = ApplyOptions {
+        mode: ApplyMode::Extract,
+        same_owner: Some(opts.archive),
+    };
+    unpack_rootfs(r, dir, &how).map(drop)
+}
+
 /// Tar `src` in a thread and extract it into `target` here.
 fn pipe_copy(src: &Source, target: &Target, opts: CopyOptions) -> Result<()> {
     let (reader, writer) = io::pipe().map_err(io_at(&src.path))?;
     std::thread::scope(|s| {
         // The writer end is dropped when the tar is done: the applier's EOF.
         let producer = s.spawn(move || write_tar(src, target.name.as_deref(), writer).map(drop));
-        let applied = unpack_rootfs(
-            reader,
-            &target.dir,
-            &ApplyOptions {
-                mode: ApplyMode::Extract,
-                same_owner: Some(opts.archive),
-            },
-        );
+        let applied = extract(reader, &target.dir, opts);
         let produced = producer
             .join()
             .unwrap_or_else(|_| Err(cp_err(src.path.display(), "the archive writer panicked")));
@@ -242,7 +245,7 @@ fn pipe_copy(src: &Source, target: &Target, opts: CopyOptions) -> Result<()> {
         match (produced, applied) {
             (Err(RuntimeError::Archive(LayerWriteError::Write(_))), Err(e)) => Err(e),
             (Err(e), _) | (Ok(_), Err(e)) => Err(e),
-            (Ok(_), Ok(_)) => Ok(()),
+            (Ok(()), Ok(())) => Ok(()),
         }
     })
 }
@@ -435,15 +438,6 @@ impl Runtime {
         if !fs::metadata(&dir).is_ok_and(|m| m.is_dir()) {
             return Err(cp_err(&shown, "not a directory"));
         }
-        unpack_rootfs(
-            r,
-            &dir,
-            &ApplyOptions {
-                mode: ApplyMode::Extract,
-                same_owner: Some(opts.archive),
-            },
-        )
-        .map_err(|e| cp_err(&shown, &e.to_string()))?;
-        Ok(())
+        extract(r, &dir, opts).map_err(|e| cp_err(&shown, &e.to_string()))
     }
 }
